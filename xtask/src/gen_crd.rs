@@ -1,0 +1,3 @@
+pub fn run(_check: bool) -> anyhow::Result<()> {
+    anyhow::bail!("gen-crd is not written yet")
+}
