@@ -1,0 +1,111 @@
+//! Errors for workflows that cannot be read or are invalid.
+
+use std::fmt;
+
+/// One thing wrong with a workflow, at a line and column when the parser knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column (characters), when known.
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(pos: Pos, message: impl Into<String>) -> Self {
+        Self {
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        }
+    }
+
+    pub fn nowhere(message: impl Into<String>) -> Self {
+        Self::at(Pos::UNKNOWN, message)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, "{line}:{column}: {}", self.message),
+            (Some(line), None) => write!(f, "{line}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A source position; parts are `None` when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+impl Pos {
+    pub const UNKNOWN: Pos = Pos {
+        line: None,
+        column: None,
+    };
+
+    pub fn new(line: u64, column: u64) -> Self {
+        // serde-saphyr reports 0 for "unknown".
+        Pos {
+            line: (line > 0).then_some(line),
+            column: (column > 0).then_some(column),
+        }
+    }
+}
+
+/// Every problem found in a workflow, in source order; `Display` gives one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct WorkflowError {
+    problems: Vec<Problem>,
+}
+
+impl WorkflowError {
+    pub(crate) fn new(mut problems: Vec<Problem>) -> Self {
+        // Unknown positions sort first (they concern the whole document); stable otherwise.
+        problems.sort_by_key(|p| (p.line, p.column));
+        Self { problems }
+    }
+
+    pub(crate) fn single(problem: Problem) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// One problem a line, each prefixed with `origin` (a file name) as `origin:line:column: …`.
+    pub fn display_for(&self, origin: &str) -> String {
+        let mut out = String::new();
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            if p.line.is_some() {
+                out.push_str(&format!("{origin}:{p}"));
+            } else {
+                out.push_str(&format!("{origin}: {p}"));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}

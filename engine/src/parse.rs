@@ -1,0 +1,744 @@
+//! YAML text → [`Workflow`], checking the 0.1 structure and collecting every problem.
+//!
+//! The YAML is first read into a small tree that keeps each node's position, then
+//! walked by hand. Deserializing straight into typed structs would stop at the first
+//! error; walking the tree lets validation report all of them with line:column.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::error::{Pos, Problem, WorkflowError};
+use crate::model::{EnvVar, Step, Task, VERSION, Workflow};
+use crate::substitute::is_valid_name;
+
+/// Largest workflow accepted, in bytes. Generous for hand-written workflows (and a
+/// 100 000-task generated one, about 5 MB), small enough to reject runaway input early.
+pub const MAX_WORKFLOW_BYTES: usize = 8 * 1024 * 1024;
+
+const EMPTY: &str = "the workflow is empty; it needs at least `version: 0.1` and a `task` list";
+const TOP_KEYS: &[&str] = &["version", "environment", "task"];
+const TASK_KEYS: &[&str] = &["sequential", "node"];
+const STEP_TYPES: &[&str] = &["print", "execute", "shell", "environment"];
+
+/// A YAML node with its position. Numbers and booleans keep their source text
+/// (read back through the span), so `0.10` or `1e3` are not reformatted.
+pub(crate) enum Node {
+    Null,
+    Str(String),
+    /// A plain scalar YAML typed as number or boolean; the string is a fallback rendering.
+    Typed(String),
+    Seq(Vec<Spanned<Node>>),
+    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Typed(v.to_string()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Node, E> {
+        Err(E::custom("binary (!!binary) values are not supported"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Node::Map(entries))
+    }
+}
+
+fn pos(node: &Spanned<Node>) -> Pos {
+    Pos::new(node.referenced.line(), node.referenced.column())
+}
+
+fn describe(node: &Node) -> &'static str {
+    match node {
+        Node::Null => "nothing (null)",
+        Node::Str(_) | Node::Typed(_) => "a single value",
+        Node::Seq(_) => "a list",
+        Node::Map(_) => "a mapping",
+    }
+}
+
+/// Where each part of a parsed workflow came from, for errors found after parsing.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    /// Per global environment entry.
+    pub environment: Vec<Pos>,
+    pub tasks: Vec<TaskPositions>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TaskPositions {
+    pub at: Pos,
+    pub steps: Vec<StepPositions>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StepPositions {
+    pub at: Pos,
+    /// Per item (print/execute/shell) or per entry (environment).
+    pub items: Vec<Pos>,
+}
+
+/// Reads `text` into a workflow; on problems, returns them all with the partial
+/// workflow so later checks can still run on what was understood.
+/// The workflow text in `bytes`: checks the size limit and UTF-8 before parsing.
+pub fn workflow_text(bytes: &[u8]) -> Result<&str, WorkflowError> {
+    if bytes.len() > MAX_WORKFLOW_BYTES {
+        return Err(WorkflowError::single(too_large(bytes.len())));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        WorkflowError::single(Problem::at(
+            Pos::new(line, 0),
+            format!("not UTF-8 text (invalid byte 0x{:02x} at offset {offset}); a workflow is YAML text", bytes[offset]),
+        ))
+    })
+}
+
+fn too_large(len: usize) -> Problem {
+    Problem::nowhere(format!(
+        "the workflow is {len} bytes, more than the {} MiB limit",
+        MAX_WORKFLOW_BYTES / (1024 * 1024)
+    ))
+}
+
+/// A workflow with where its parts came from.
+pub(crate) struct Parsed {
+    pub workflow: Workflow,
+    pub positions: Positions,
+}
+
+/// Problems, with what could still be understood (for further checks).
+pub(crate) struct Unparsed {
+    pub problems: Vec<Problem>,
+    pub partial: Option<Parsed>,
+}
+
+fn fail(problem: Problem) -> Box<Unparsed> {
+    Box::new(Unparsed {
+        problems: vec![problem],
+        partial: None,
+    })
+}
+
+pub(crate) fn parse_structure(text: &str) -> Result<Parsed, Box<Unparsed>> {
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(fail(too_large(text.len())));
+    }
+    if let Some((offset, byte)) = text
+        .bytes()
+        .enumerate()
+        .find(|(_, b)| *b == 0 || (*b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')))
+    {
+        let line = text[..offset].matches('\n').count() as u64 + 1;
+        return Err(fail(Problem::at(
+            Pos::new(line, 0),
+            format!("binary data (byte 0x{byte:02x} at offset {offset}); a workflow is YAML text"),
+        )));
+    }
+    if text.trim().is_empty() {
+        return Err(fail(Problem::nowhere(EMPTY)));
+    }
+    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(text, yaml_options()) {
+        Ok(root) => root,
+        Err(err) => return Err(fail(yaml_problem(&err))),
+    };
+    let mut walker = Walker {
+        text,
+        problems: Vec::new(),
+    };
+    let (workflow, positions) = walker.workflow(&root);
+    let parsed = Parsed {
+        workflow,
+        positions,
+    };
+    if walker.problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(Box::new(Unparsed {
+            problems: walker.problems,
+            partial: Some(parsed),
+        }))
+    }
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    // Budgets scaled to MAX_WORKFLOW_BYTES: a node takes at least two bytes of text.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = MAX_WORKFLOW_BYTES / 2;
+    budget.max_events = MAX_WORKFLOW_BYTES;
+    serde_saphyr::options! {
+        budget: Some(budget),
+        with_snippet: false,
+    }
+}
+
+fn yaml_problem(err: &serde_saphyr::Error) -> Problem {
+    let at = err
+        .location()
+        .map(|l| Pos::new(l.line(), l.column()))
+        .unwrap_or(Pos::UNKNOWN);
+    let mut message = err.to_string();
+    // The message repeats the position we already print in front; keep the text only.
+    if let Some(cut) = message.find(" at line ") {
+        message.truncate(cut);
+    }
+    Problem::at(at, format!("not valid YAML: {message}"))
+}
+
+struct Walker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Walker<'_> {
+    fn problem(&mut self, at: Pos, message: impl Into<String>) {
+        self.problems.push(Problem::at(at, message));
+    }
+
+    /// The text of a scalar; numbers and booleans as written in the source.
+    fn scalar(&self, node: &Spanned<Node>) -> Option<String> {
+        match &node.value {
+            Node::Str(s) => Some(s.clone()),
+            Node::Typed(fallback) => {
+                let span = node.referenced.span();
+                let source = span
+                    .byte_offset()
+                    .zip(span.byte_len())
+                    .and_then(|(o, l)| self.text.get(o as usize..(o + l) as usize));
+                Some(
+                    source
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| fallback.clone()),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    fn key(&mut self, key: &Spanned<Node>, context: &str) -> Option<String> {
+        let k = self.scalar(key);
+        if k.is_none() {
+            self.problem(
+                pos(key),
+                format!(
+                    "{context}: a key must be a single word, found {}",
+                    describe(&key.value)
+                ),
+            );
+        }
+        k
+    }
+
+    fn workflow(&mut self, root: &Spanned<Node>) -> (Workflow, Positions) {
+        let mut workflow = Workflow {
+            version: VERSION.to_owned(),
+            environment: Vec::new(),
+            tasks: Vec::new(),
+        };
+        let mut positions = Positions::default();
+        if let Node::Null = root.value {
+            // Only comments or `---`: as empty as an empty file.
+            self.problem(Pos::UNKNOWN, EMPTY);
+            return (workflow, positions);
+        }
+        let Node::Map(entries) = &root.value else {
+            self.problem(
+                pos(root),
+                format!(
+                    "the workflow must be a mapping with `version`, `environment` and `task`, found {}",
+                    describe(&root.value)
+                ),
+            );
+            return (workflow, positions);
+        };
+        let (mut version, mut task) = (false, false);
+        for (key, value) in entries {
+            let Some(name) = self.key(key, "workflow") else {
+                continue;
+            };
+            match name.as_str() {
+                "version" => {
+                    version = true;
+                    self.version(value);
+                }
+                "environment" => {
+                    let (vars, at) = self.env_list(value, "the global `environment`");
+                    workflow.environment = vars;
+                    positions.environment = at;
+                }
+                "task" => {
+                    task = true;
+                    self.tasks(value, &mut workflow, &mut positions);
+                }
+                other => {
+                    let hint = did_you_mean(other, TOP_KEYS);
+                    self.problem(
+                        pos(key),
+                        format!("unknown key `{other}`{hint}; a workflow has `version`, `environment` and `task`"),
+                    );
+                }
+            }
+        }
+        if !version {
+            self.problem(pos(root), "missing `version: 0.1`");
+        }
+        if !task {
+            self.problem(pos(root), "missing `task`, the list of tasks to run");
+        }
+        self.check_nodes(&workflow, &positions);
+        (workflow, positions)
+    }
+
+    fn version(&mut self, value: &Spanned<Node>) {
+        match self.scalar(value) {
+            Some(v) if v.trim() == VERSION => {}
+            Some(v) => self.problem(
+                pos(value),
+                format!("unsupported version `{v}`; this roiergasias reads version 0.1"),
+            ),
+            None => self.problem(
+                pos(value),
+                format!("`version` must be 0.1, found {}", describe(&value.value)),
+            ),
+        }
+    }
+
+    fn tasks(&mut self, value: &Spanned<Node>, workflow: &mut Workflow, positions: &mut Positions) {
+        let Node::Seq(items) = &value.value else {
+            self.problem(
+                pos(value),
+                format!(
+                    "`task` must be a list of tasks (`- sequential: [...]`), found {}",
+                    describe(&value.value)
+                ),
+            );
+            return;
+        };
+        if items.is_empty() {
+            self.problem(
+                pos(value),
+                "`task` is empty; a workflow needs at least one task",
+            );
+        }
+        workflow.tasks.reserve(items.len());
+        positions.tasks.reserve(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (task, at) = self.task(i + 1, item);
+            workflow.tasks.push(task);
+            positions.tasks.push(at);
+        }
+    }
+
+    fn task(&mut self, number: usize, node: &Spanned<Node>) -> (Task, TaskPositions) {
+        let mut task = Task {
+            node: None,
+            steps: Vec::new(),
+        };
+        let mut at = TaskPositions {
+            at: pos(node),
+            steps: Vec::new(),
+        };
+        let Node::Map(entries) = &node.value else {
+            self.problem(
+                pos(node),
+                format!(
+                    "task {number} must be a mapping like `sequential: [...]`, found {}",
+                    describe(&node.value)
+                ),
+            );
+            return (task, at);
+        };
+        let mut kinds = 0;
+        for (key, value) in entries {
+            let Some(name) = self.key(key, &format!("task {number}")) else {
+                continue;
+            };
+            match name.as_str() {
+                "node" => task.node = self.node_label(number, value),
+                "sequential" => {
+                    kinds += 1;
+                    self.steps(number, value, &mut task, &mut at);
+                }
+                other => {
+                    kinds += 1;
+                    let hint = did_you_mean(other, TASK_KEYS);
+                    self.problem(
+                        pos(key),
+                        format!(
+                            "task {number}: unknown task type `{other}`{hint}; the only task type in 0.1 is `sequential` (plus an optional `node`)"
+                        ),
+                    );
+                }
+            }
+        }
+        if kinds == 0 {
+            self.problem(
+                pos(node),
+                format!("task {number} has no `sequential` list of steps"),
+            );
+        } else if kinds > 1 {
+            self.problem(
+                pos(node),
+                format!("task {number} has more than one task type; give each task exactly one"),
+            );
+        }
+        (task, at)
+    }
+
+    fn node_label(&mut self, number: usize, value: &Spanned<Node>) -> Option<String> {
+        let Some(label) = self.scalar(value) else {
+            self.problem(
+                pos(value),
+                format!(
+                    "task {number}: `node` must be a label such as `node1`, found {}",
+                    describe(&value.value)
+                ),
+            );
+            return None;
+        };
+        if !is_label_value(&label) {
+            self.problem(
+                pos(value),
+                format!(
+                    "task {number}: node `{label}` is not a valid Kubernetes label value (at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit)"
+                ),
+            );
+        }
+        Some(label)
+    }
+
+    fn steps(
+        &mut self,
+        number: usize,
+        value: &Spanned<Node>,
+        task: &mut Task,
+        at: &mut TaskPositions,
+    ) {
+        let Node::Seq(items) = &value.value else {
+            self.problem(
+                pos(value),
+                format!(
+                    "task {number}: `sequential` must be a list of steps, found {}",
+                    describe(&value.value)
+                ),
+            );
+            return;
+        };
+        for (j, item) in items.iter().enumerate() {
+            let (step, step_at) = self.step(number, j + 1, item);
+            task.steps.push(step);
+            at.steps.push(step_at);
+        }
+    }
+
+    fn step(&mut self, task: usize, number: usize, node: &Spanned<Node>) -> (Step, StepPositions) {
+        let mut at = StepPositions {
+            at: pos(node),
+            items: Vec::new(),
+        };
+        // A placeholder keeps step numbers aligned when a step is broken.
+        let broken = Step::Print(Vec::new());
+        let where_ = format!("task {task}, step {number}");
+        let Node::Map(entries) = &node.value else {
+            self.problem(
+                pos(node),
+                format!(
+                    "{where_}: a step must be a mapping with one step type, like `- print: [\"...\"]`, found {}",
+                    describe(&node.value)
+                ),
+            );
+            return (broken, at);
+        };
+        if entries.len() != 1 {
+            let names: Vec<String> = entries
+                .iter()
+                .filter_map(|(k, _)| self.scalar(k))
+                .map(|k| format!("`{k}`"))
+                .collect();
+            let message = if entries.is_empty() {
+                format!(
+                    "{where_}: empty step; use one of `print`, `execute`, `shell`, `environment`"
+                )
+            } else {
+                format!(
+                    "{where_}: a step has exactly one step type, found {}; write each as its own `- ` item",
+                    names.join(", ")
+                )
+            };
+            self.problem(pos(node), message);
+            return (broken, at);
+        }
+        let (key, value) = &entries[0];
+        let Some(kind) = self.key(key, &where_) else {
+            return (broken, at);
+        };
+        at.at = pos(key);
+        let step = match kind.as_str() {
+            "print" => self
+                .strings(&where_, &kind, value, &mut at)
+                .map(Step::Print),
+            "execute" => self.strings(&where_, &kind, value, &mut at).map(|items| {
+                self.check_commands(&where_, &items, &at.items);
+                Step::Execute(items)
+            }),
+            "shell" => self
+                .strings(&where_, &kind, value, &mut at)
+                .map(Step::Shell),
+            "environment" => {
+                let (vars, items) = self.env_list(value, &format!("{where_} (environment)"));
+                at.items = items;
+                Some(Step::Environment(vars))
+            }
+            other => {
+                let hint = did_you_mean(other, STEP_TYPES);
+                self.problem(
+                    pos(key),
+                    format!(
+                        "{where_}: unknown step type `{other}`{hint}; known types are `print`, `execute`, `shell`, `environment`"
+                    ),
+                );
+                None
+            }
+        };
+        (step.unwrap_or(broken), at)
+    }
+
+    fn strings(
+        &mut self,
+        where_: &str,
+        kind: &str,
+        value: &Spanned<Node>,
+        at: &mut StepPositions,
+    ) -> Option<Vec<String>> {
+        let Node::Seq(items) = &value.value else {
+            self.problem(
+                pos(value),
+                format!(
+                    "{where_}: `{kind}` takes a list of strings, found {}; write `{kind}: [\"...\"]`",
+                    describe(&value.value)
+                ),
+            );
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (k, item) in items.iter().enumerate() {
+            match self.scalar(item) {
+                Some(s) => out.push(s),
+                None => {
+                    ok = false;
+                    self.problem(
+                        pos(item),
+                        format!(
+                            "{where_} ({kind}): item {} must be a string, found {}",
+                            k + 1,
+                            describe(&item.value)
+                        ),
+                    );
+                }
+            }
+            at.items.push(pos(item));
+        }
+        ok.then_some(out)
+    }
+
+    /// Words are fixed by the text as written (templates are filled in afterwards),
+    /// so quoting mistakes are found before anything runs.
+    fn check_commands(&mut self, where_: &str, items: &[String], at: &[Pos]) {
+        for (k, item) in items.iter().enumerate() {
+            let here = at.get(k).copied().unwrap_or_default();
+            match shell_words::split(item) {
+                Ok(words) if words.is_empty() => self.problem(
+                    here,
+                    format!("{where_} (execute): command {} is empty", k + 1),
+                ),
+                Ok(_) => {}
+                Err(_) => self.problem(
+                    here,
+                    format!("{where_} (execute): unbalanced quotes in `{item}`"),
+                ),
+            }
+        }
+    }
+
+    fn env_list(&mut self, value: &Spanned<Node>, what: &str) -> (Vec<EnvVar>, Vec<Pos>) {
+        let (mut vars, mut at) = (Vec::new(), Vec::new());
+        let items = match &value.value {
+            Node::Seq(items) => items,
+            Node::Null => return (vars, at),
+            other => {
+                self.problem(
+                    pos(value),
+                    format!(
+                        "{what} must be a list of `- NAME: value` entries, found {}",
+                        describe(other)
+                    ),
+                );
+                return (vars, at);
+            }
+        };
+        for (k, item) in items.iter().enumerate() {
+            let entries = match &item.value {
+                Node::Map(entries) if entries.len() == 1 => entries,
+                other => {
+                    self.problem(
+                        pos(item),
+                        format!(
+                            "{what}: entry {} must be a single `NAME: value` pair, found {}",
+                            k + 1,
+                            match other {
+                                Node::Map(e) => format!("a mapping with {} keys", e.len()),
+                                other => describe(other).to_owned(),
+                            }
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (key, val) = &entries[0];
+            let Some(name) = self.key(key, what) else {
+                continue;
+            };
+            if !is_valid_name(&name) {
+                self.problem(
+                    pos(key),
+                    format!("{what}: variable name `{name}` may contain only letters, digits, `-` and `_`"),
+                );
+            }
+            let Some(value) = self.scalar(val) else {
+                let hint = if matches!(val.value, Node::Null) {
+                    "; write `\"\"` for an empty value"
+                } else {
+                    ""
+                };
+                self.problem(
+                    pos(val),
+                    format!(
+                        "{what}: `{name}` needs a single value, found {}{hint}",
+                        describe(&val.value)
+                    ),
+                );
+                continue;
+            };
+            vars.push(EnvVar { name, value });
+            at.push(pos(key));
+        }
+        (vars, at)
+    }
+
+    fn check_nodes(&mut self, workflow: &Workflow, positions: &Positions) {
+        let with: Vec<usize> = (0..workflow.tasks.len())
+            .filter(|&i| workflow.tasks[i].node.is_some())
+            .collect();
+        if with.is_empty() || with.len() == workflow.tasks.len() {
+            return;
+        }
+        let without: Vec<usize> = (0..workflow.tasks.len())
+            .filter(|&i| workflow.tasks[i].node.is_none())
+            .collect();
+        self.problem(
+            positions.tasks[without[0]].at,
+            format!(
+                "`node` is set on task{} {} but not on task{} {}; set it on every task or on none",
+                plural(with.len()),
+                list_numbers(&with),
+                plural(without.len()),
+                list_numbers(&without)
+            ),
+        );
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// "1, 2, 5" — capped so a 100 000-task workflow gives a readable message.
+fn list_numbers(indices: &[usize]) -> String {
+    let mut parts: Vec<String> = indices
+        .iter()
+        .take(10)
+        .map(|i| (i + 1).to_string())
+        .collect();
+    if indices.len() > 10 {
+        parts.push(format!("… ({} in all)", indices.len()));
+    }
+    parts.join(", ")
+}
+
+/// Kubernetes label value rules: the operator selects nodes by `node.roiergasias=<node>`.
+fn is_label_value(v: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    !v.is_empty()
+        && v.len() <= 63
+        && v.starts_with(alnum)
+        && v.ends_with(alnum)
+        && v.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+}
+
+/// ` (did you mean `x`?)` when `word` is a near miss of one of `known`.
+pub(crate) fn did_you_mean(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
