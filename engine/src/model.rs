@@ -95,7 +95,7 @@ impl Workflow {
             if let Some(node) = &task.node {
                 out.push_str(first);
                 out.push_str("node: ");
-                push_quoted(&mut out, node);
+                push_key(&mut out, node);
                 out.push('\n');
                 first = "    ";
             }
@@ -140,10 +140,25 @@ fn write_env(out: &mut String, indent: &str, vars: &[EnvVar]) {
     for var in vars {
         out.push_str(indent);
         out.push_str("- ");
-        push_quoted(out, &var.name);
+        push_key(out, &var.name);
         out.push_str(": ");
         push_quoted(out, &var.value);
         out.push('\n');
+    }
+}
+
+/// Names and node labels plain when YAML reads them back as the same text
+/// (numbers and booleans keep their spelling in `parse`; null spellings would not).
+fn push_key(out: &mut String, text: &str) {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !matches!(text, "null" | "Null" | "NULL");
+    if plain {
+        out.push_str(text);
+    } else {
+        push_quoted(out, text);
     }
 }
 

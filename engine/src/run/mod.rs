@@ -1,1 +1,294 @@
+//! Running a workflow on this machine: every task here, in order, `node` ignored.
 
+mod command;
+mod env_file;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use command::Outcome;
+pub use env_file::{EnvFileError, parse_env_file};
+
+use crate::model::{EnvVar, Step, Workflow};
+use crate::substitute::substitute;
+
+/// Name of the variable holding the path of a command's outputs file.
+pub const ENV_FILE_VAR: &str = "ROIERGASIAS_ENV";
+
+/// Why a run stopped. `Display` names the task, step and command.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{at}: `{{{{env:{name}}}}}` refers to undefined variable `{name}`")]
+    Undefined { at: String, name: String },
+    #[error("{at}: command `{command}` {outcome}")]
+    Failed {
+        at: String,
+        command: String,
+        outcome: Outcome,
+    },
+    #[error("{at}: could not start command `{command}`: {error}{hint}")]
+    Start {
+        at: String,
+        command: String,
+        error: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("{at}: `{command}`: {message}")]
+    BadCommand {
+        at: String,
+        command: String,
+        message: String,
+    },
+    #[error("{at}: command `{command}` wrote a malformed line {line} to {ENV_FILE_VAR}: {message}")]
+    EnvFile {
+        at: String,
+        command: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{at}: {what}: {error}")]
+    Io {
+        at: String,
+        what: String,
+        error: std::io::Error,
+    },
+}
+
+/// What the runner reports as it goes; the CLI turns these into progress lines.
+pub trait Observer {
+    fn step_started(&mut self, _at: &StepAt) {}
+    fn step_finished(&mut self, _at: &StepAt, _took: Duration, _ok: bool) {}
+    /// Detail for `--debug`: commands with their words, variables set.
+    fn detail(&mut self, _message: &str) {}
+}
+
+/// Where a step sits: 1-based numbers and totals.
+#[derive(Debug, Clone)]
+pub struct StepAt {
+    pub task: usize,
+    pub tasks: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub kind: &'static str,
+}
+
+impl std::fmt::Display for StepAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task {}, step {} ({})", self.task, self.step, self.kind)
+    }
+}
+
+/// Observer that reports nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Runs `workflow`, printing to standard output; returns the variables set during the
+/// run (environment steps and `ROIERGASIAS_ENV` lines, in the order they were set).
+pub fn run(workflow: &Workflow, observer: &mut dyn Observer) -> Result<Vec<EnvVar>, RunError> {
+    let mut runner = Runner {
+        vars: HashMap::new(),
+        outputs: Vec::new(),
+        observer,
+    };
+    runner.global_environment(&workflow.environment)?;
+    let tasks = workflow.tasks.len();
+    for (t, task) in workflow.tasks.iter().enumerate() {
+        for (s, step) in task.steps.iter().enumerate() {
+            let at = StepAt {
+                task: t + 1,
+                tasks,
+                step: s + 1,
+                steps: task.steps.len(),
+                kind: step.kind(),
+            };
+            runner.observer.step_started(&at);
+            let started = Instant::now();
+            let result = runner.step(&at, step);
+            runner
+                .observer
+                .step_finished(&at, started.elapsed(), result.is_ok());
+            result?;
+        }
+    }
+    Ok(runner.outputs)
+}
+
+struct Runner<'o> {
+    /// Workflow variables so far; they win over the process environment.
+    vars: HashMap<String, String>,
+    outputs: Vec<EnvVar>,
+    observer: &'o mut dyn Observer,
+}
+
+impl Runner<'_> {
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    fn fill(&self, at: &dyn std::fmt::Display, text: &str) -> Result<String, RunError> {
+        substitute(text, |name| self.lookup(name)).map_err(|name| RunError::Undefined {
+            at: at.to_string(),
+            name: name.to_owned(),
+        })
+    }
+
+    fn global_environment(&mut self, environment: &[EnvVar]) -> Result<(), RunError> {
+        let mut last = HashMap::new();
+        for (i, var) in environment.iter().enumerate() {
+            last.insert(var.name.as_str(), i);
+        }
+        for (i, var) in environment.iter().enumerate() {
+            let at = format!("global environment, `{}`", var.name);
+            match self.fill(&at, &var.value) {
+                Ok(value) => {
+                    self.vars.insert(var.name.clone(), value);
+                }
+                // Overridden later anyway (a split document's carried value that the
+                // operator replaced with the earlier run's output): skip it.
+                Err(RunError::Undefined { .. }) if last[var.name.as_str()] > i => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, var: EnvVar, source: &str) {
+        self.observer.detail(&format!(
+            "{source} sets `{}` ({} bytes)",
+            var.name,
+            var.value.len()
+        ));
+        self.vars.insert(var.name.clone(), var.value.clone());
+        self.outputs.push(var);
+    }
+
+    fn step(&mut self, at: &StepAt, step: &Step) -> Result<(), RunError> {
+        match step {
+            Step::Print(messages) => {
+                let mut text = String::new();
+                for message in messages {
+                    text.push_str(&self.fill(at, message)?);
+                    text.push('\n');
+                }
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|error| RunError::Io {
+                        at: at.to_string(),
+                        what: "writing to standard output".into(),
+                        error,
+                    })
+            }
+            Step::Environment(vars) => {
+                for var in vars {
+                    let value = self.fill(at, &var.value)?;
+                    self.set(EnvVar::new(var.name.clone(), value), "environment step");
+                }
+                Ok(())
+            }
+            Step::Execute(items) => {
+                for item in items {
+                    let words = shell_words::split(item).map_err(|_| RunError::BadCommand {
+                        at: at.to_string(),
+                        command: item.clone(),
+                        message: "unbalanced quotes".into(),
+                    })?;
+                    // Split first, then fill in each word: a value never adds words or code.
+                    let words = words
+                        .iter()
+                        .map(|w| self.fill(at, w))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let Some((program, args)) = words.split_first() else {
+                        return Err(RunError::BadCommand {
+                            at: at.to_string(),
+                            command: item.clone(),
+                            message: "empty command".into(),
+                        });
+                    };
+                    self.observer
+                        .detail(&format!("{at}: running {:?} {:?}", program, args));
+                    let mut command = Command::new(program);
+                    command.args(args);
+                    self.command(at, item, command)?;
+                }
+                Ok(())
+            }
+            Step::Shell(items) => {
+                for item in items {
+                    // The script is trusted text: substituted values become shell code here.
+                    let script = self.fill(at, item)?;
+                    self.observer
+                        .detail(&format!("{at}: running sh -c {script:?}"));
+                    let mut command = Command::new("sh");
+                    command.arg("-c").arg(&script);
+                    self.command(at, item, command)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one command with the workflow variables exported and a fresh outputs file.
+    fn command(&mut self, at: &StepAt, shown: &str, mut command: Command) -> Result<(), RunError> {
+        let env_file = tempfile::Builder::new()
+            .prefix("roiergasias-env-")
+            .tempfile()
+            .map_err(|error| RunError::Io {
+                at: at.to_string(),
+                what: format!(
+                    "creating the {ENV_FILE_VAR} file in {} (set TMPDIR to a writable directory)",
+                    std::env::temp_dir().display()
+                ),
+                error,
+            })?;
+        command.envs(&self.vars).env(ENV_FILE_VAR, env_file.path());
+        match command::run(&mut command) {
+            Ok(Ok(())) => {}
+            Ok(Err(outcome)) => {
+                return Err(RunError::Failed {
+                    at: at.to_string(),
+                    command: shown.to_owned(),
+                    outcome,
+                });
+            }
+            Err(error) => {
+                let hint = match error.kind() {
+                    std::io::ErrorKind::NotFound => " (is it installed and on PATH?)",
+                    std::io::ErrorKind::PermissionDenied => " (is it executable?)",
+                    _ => "",
+                };
+                return Err(RunError::Start {
+                    at: at.to_string(),
+                    command: shown.to_owned(),
+                    error,
+                    hint,
+                });
+            }
+        }
+        let bytes = std::fs::read(env_file.path()).map_err(|error| RunError::Io {
+            at: at.to_string(),
+            what: format!("reading {ENV_FILE_VAR} after `{shown}`"),
+            error,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| RunError::BadCommand {
+            at: at.to_string(),
+            command: shown.to_owned(),
+            message: format!("wrote text that is not UTF-8 to {ENV_FILE_VAR}"),
+        })?;
+        let vars = parse_env_file(&text).map_err(|e| RunError::EnvFile {
+            at: at.to_string(),
+            command: shown.to_owned(),
+            line: e.line,
+            message: e.message,
+        })?;
+        for var in vars {
+            self.set(var, ENV_FILE_VAR);
+        }
+        Ok(())
+    }
+}

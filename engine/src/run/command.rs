@@ -1,0 +1,66 @@
+//! Starting one command and waiting for it, with output going to our standard output.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+
+/// How a command ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signalled(i32),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exited with status {code}"),
+            Outcome::Signalled(sig) => match signal_name(*sig) {
+                Some(name) => write!(f, "was killed by signal {sig} ({name})"),
+                None => write!(f, "was killed by signal {sig}"),
+            },
+        }
+    }
+}
+
+/// Runs `command` to completion. Its stdout and stderr both go to our stdout, so a
+/// workflow's output is one ordered stream and our stderr holds only our own logs.
+pub fn run(command: &mut Command) -> std::io::Result<Result<(), Outcome>> {
+    // Anything we printed must come out before the child's output.
+    std::io::stdout().flush()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let stderr = stdout.try_clone()?;
+    command
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    let status = command.status()?;
+    Ok(outcome(status))
+}
+
+fn outcome(status: ExitStatus) -> Result<(), Outcome> {
+    if status.success() {
+        Ok(())
+    } else if let Some(code) = status.code() {
+        Err(Outcome::Exited(code))
+    } else {
+        Err(Outcome::Signalled(status.signal().unwrap_or(0)))
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
