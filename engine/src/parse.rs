@@ -427,15 +427,11 @@ impl Walker<'_> {
                 }
             }
         }
+        // Two task types can only be `sequential` plus an unknown key, reported above.
         if kinds == 0 {
             self.problem(
                 pos(node),
                 format!("task {number} has no `sequential` list of steps"),
-            );
-        } else if kinds > 1 {
-            self.problem(
-                pos(node),
-                format!("task {number} has more than one task type; give each task exactly one"),
             );
         }
         (task, at)
@@ -732,11 +728,16 @@ fn is_label_value(v: &str) -> bool {
         && v.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
-/// ` (did you mean `x`?)` when `word` is a near miss of one of `known`.
+/// ` (did you mean `x`?)` when `word` is a near miss (or a clear abbreviation) of one of `known`.
 pub(crate) fn did_you_mean(word: &str, known: &[&str]) -> String {
     known
         .iter()
-        .map(|k| (strsim::damerau_levenshtein(word, k), *k))
+        .map(|k| {
+            let distance = strsim::damerau_levenshtein(word, k);
+            // `exec` for `execute`: close enough, though three edits away.
+            let abbreviation = word.len() >= 3 && k.starts_with(word);
+            (if abbreviation { 1 } else { distance }, *k)
+        })
         .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
         .min()
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
