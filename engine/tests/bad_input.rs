@@ -7,7 +7,7 @@ use common::{Dir, Out, roiergasias, roiergasias_stdin};
 
 /// Validates `contents` from a file named `w.yaml` and returns the result.
 fn validate(contents: impl AsRef<[u8]>) -> Out {
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", contents);
     let out = roiergasias(&["validate", "-f", &file]);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
@@ -224,7 +224,7 @@ fn binary_garbage() {
 
 #[test]
 fn a_directory() {
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let out = roiergasias(&["validate", "-f", dir.0.path().to_str().unwrap()]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("Is a directory"), "{}", out.stderr);
@@ -255,7 +255,7 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn invalid_workflow_error_goes_to_the_outputs_file() {
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", "version: 0.1\ntask: []\n");
     let outputs = dir.path("termination-log");
     let out = roiergasias(&[

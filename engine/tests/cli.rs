@@ -68,7 +68,7 @@ fn runs_the_multi_node_example_locally() {
 #[test]
 fn file_flag_forms_and_stdin() {
     let text = "version: 0.1\ntask:\n  - sequential: [print: [from-somewhere]]\n";
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", text);
     let equals = format!("--file={file}");
     for args in [
@@ -194,7 +194,7 @@ task:
       - environment: [stage: trained]
       - print: ["{{env:model}} {{env:multi}}"]
 "#;
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", text);
     let outputs = dir.path("outputs.json");
     let out = roiergasias(&[
@@ -221,7 +221,7 @@ task:
 #[test]
 fn outputs_too_large_fail_naming_the_largest() {
     let text = "version: 0.1\ntask:\n  - sequential:\n      - shell: [\"echo big=$(head -c 5000 /dev/zero | tr '\\\\0' x) >> $ROIERGASIAS_ENV; echo small=1 >> $ROIERGASIAS_ENV\"]\n";
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", text);
     let outputs = dir.path("out");
     let out = roiergasias(&[
@@ -252,7 +252,7 @@ fn malformed_roiergasias_env_lines_are_errors() {
 #[test]
 fn a_failing_command_stops_the_workflow() {
     let text = "version: 0.1\ntask:\n  - sequential:\n      - print: [before]\n  - sequential:\n      - execute: [\"true\", \"sh -c 'exit 3'\", \"echo not-run\"]\n      - print: [after]\n";
-    let dir = Dir::new();
+    let dir = Dir::temp();
     let file = dir.file("w.yaml", text);
     let outputs = dir.path("termination-log");
     let out = roiergasias(&[

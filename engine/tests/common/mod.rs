@@ -55,7 +55,7 @@ pub fn roiergasias_stdin(args: &[&str], stdin: &[u8]) -> Out {
 pub struct Dir(pub tempfile::TempDir);
 
 impl Dir {
-    pub fn new() -> Self {
+    pub fn temp() -> Self {
         Dir(tempfile::tempdir().unwrap())
     }
     pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
