@@ -1,0 +1,315 @@
+//! How each transition of the state machine changes the Workflow's status: pure functions of the
+//! old status, what happened, and the time.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use roiergasias_crd::{
+    CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CarriedVar, MachineState, Phase,
+    SplitPhase, SplitRecord, WorkflowStatus,
+};
+use roiergasias_engine::EnvVar;
+
+use crate::names::SplitNames;
+use crate::state::FailReason;
+
+/// Carried outputs are written into every later ConfigMap and kept in status: bounded so both stay
+/// far below their limits (1 MiB and 1.5 MB) even for long workflows.
+pub const MAX_CARRIED_BYTES: usize = 256 * 1024;
+/// Longer messages are cut: they are for people, and status must stay small.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// Pending → Split(1).
+pub fn started(
+    old: &WorkflowStatus,
+    nodes: &[Option<String>],
+    names: &dyn Fn(u32) -> SplitNames,
+    generation: Option<i64>,
+    now: &Time,
+) -> WorkflowStatus {
+    let total = nodes.len() as u32;
+    let splits = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let index = i as u32 + 1;
+            let n = names(index);
+            SplitRecord {
+                index,
+                node: node.clone(),
+                config_map: Some(n.config_map),
+                job: Some(n.job),
+                phase: Some(SplitPhase::Pending),
+                start_time: None,
+                completion_time: None,
+            }
+        })
+        .collect();
+    let mut status = WorkflowStatus {
+        phase: Some(Phase::Running),
+        state: Some(MachineState::Split),
+        current_split: Some(1),
+        total_splits: Some(total),
+        nodes: nodes.iter().flatten().cloned().collect(),
+        splits,
+        start_time: Some(now.clone()),
+        observed_generation: generation,
+        conditions: old.conditions.clone(),
+        ..Default::default()
+    };
+    point_at(&mut status, 1);
+    status.message = Some(format!(
+        "valid workflow of {total} split(s); starting split 1"
+    ));
+    set_condition(
+        &mut status,
+        CONDITION_PROGRESSING,
+        true,
+        "Started",
+        "splits are running one after another",
+        now,
+    );
+    status
+}
+
+/// Split(n) → WaitingJob(n): ConfigMap n and Job n exist.
+pub fn job_created(
+    old: &WorkflowStatus,
+    n: u32,
+    job: ObjectReference,
+    now: &Time,
+) -> WorkflowStatus {
+    let mut status = old.clone();
+    status.state = Some(MachineState::WaitingJob);
+    status.current_split = Some(n);
+    point_at(&mut status, n);
+    if let Some(record) = record_mut(&mut status, n) {
+        record.phase = Some(SplitPhase::Running);
+        record.start_time.get_or_insert_with(|| now.clone());
+    }
+    status.message = Some(match status.current_node.as_deref() {
+        Some(node) => format!(
+            "split {n}/{}: Job {} runs on node {node}",
+            total(&status),
+            job.name.as_deref().unwrap_or_default()
+        ),
+        None => format!(
+            "split {n}/{}: Job {} runs",
+            total(&status),
+            job.name.as_deref().unwrap_or_default()
+        ),
+    });
+    status.active_jobs = vec![job];
+    status
+}
+
+/// WaitingJob(n) → Split(n+1) or Done(Succeeded): Job n completed with `outputs`.
+/// Fails when the carried outputs would outgrow [`MAX_CARRIED_BYTES`].
+pub fn advanced(
+    old: &WorkflowStatus,
+    n: u32,
+    outputs: &[EnvVar],
+    now: &Time,
+) -> Result<WorkflowStatus, String> {
+    let mut status = old.clone();
+    merge_outputs(&mut status.environment, outputs);
+    let size: usize = status
+        .environment
+        .iter()
+        .map(|v| v.name.len() + v.value.len())
+        .sum();
+    if size > MAX_CARRIED_BYTES {
+        return Err(format!(
+            "split {n}: the outputs carried to later splits total {size} bytes, more than the \
+             {MAX_CARRIED_BYTES} allowed; pass large data through a volume instead"
+        ));
+    }
+    if let Some(record) = record_mut(&mut status, n) {
+        record.phase = Some(SplitPhase::Succeeded);
+        record.completion_time = Some(now.clone());
+    }
+    status.successful_jobs.append(&mut status.active_jobs);
+    let total = total(&status);
+    if n >= total {
+        status.phase = Some(Phase::Succeeded);
+        status.state = Some(MachineState::Done);
+        status.completion_time = Some(now.clone());
+        status.message = Some(format!("all {total} split(s) succeeded"));
+        status.progress = Some(progress(&status));
+        set_condition(
+            &mut status,
+            CONDITION_PROGRESSING,
+            false,
+            "Succeeded",
+            "no split left to run",
+            now,
+        );
+        set_condition(
+            &mut status,
+            CONDITION_COMPLETE,
+            true,
+            "Succeeded",
+            "every split's Job completed",
+            now,
+        );
+    } else {
+        status.state = Some(MachineState::Split);
+        status.current_split = Some(n + 1);
+        point_at(&mut status, n + 1);
+        status.message = Some(format!("split {n} succeeded; starting split {}", n + 1));
+    }
+    Ok(status)
+}
+
+/// Any state → Done(Failed).
+pub fn failed(
+    old: &WorkflowStatus,
+    reason: FailReason,
+    message: &str,
+    now: &Time,
+) -> WorkflowStatus {
+    let mut status = old.clone();
+    let message = truncate(message, MAX_MESSAGE_BYTES);
+    if let Some(n) = status.current_split
+        && status.state == Some(MachineState::WaitingJob)
+        && let Some(record) = record_mut(&mut status, n)
+    {
+        record.phase = Some(SplitPhase::Failed);
+        record.completion_time = Some(now.clone());
+    }
+    if reason == FailReason::JobFailed {
+        status.failed_jobs.append(&mut status.active_jobs);
+    } else {
+        status.active_jobs.clear();
+    }
+    status.phase = Some(Phase::Failed);
+    status.state = Some(MachineState::Done);
+    status.completion_time = Some(now.clone());
+    status.start_time.get_or_insert_with(|| now.clone());
+    status.progress = Some(progress(&status));
+    status.message = Some(message.clone());
+    set_condition(
+        &mut status,
+        CONDITION_PROGRESSING,
+        false,
+        reason.as_str(),
+        "the workflow failed",
+        now,
+    );
+    set_condition(
+        &mut status,
+        CONDITION_FAILED,
+        true,
+        reason.as_str(),
+        &message,
+        now,
+    );
+    status
+}
+
+/// Sets `metadata.generation` observed; the spec is immutable, so this only changes once.
+pub fn observed(mut status: WorkflowStatus, generation: Option<i64>) -> WorkflowStatus {
+    if generation.is_some() {
+        status.observed_generation = generation;
+        for c in &mut status.conditions {
+            c.observed_generation = generation;
+        }
+    }
+    status
+}
+
+fn total(status: &WorkflowStatus) -> u32 {
+    status.total_splits.unwrap_or(1).max(1)
+}
+
+fn progress(status: &WorkflowStatus) -> String {
+    let done = status
+        .splits
+        .iter()
+        .filter(|r| r.phase == Some(SplitPhase::Succeeded))
+        .count();
+    format!("{done}/{}", status.total_splits.unwrap_or(0))
+}
+
+/// Points the printer columns at split `n`.
+fn point_at(status: &mut WorkflowStatus, n: u32) {
+    let record = status.splits.iter().find(|r| r.index == n).cloned();
+    status.current_node = record.as_ref().and_then(|r| r.node.clone());
+    status.current_job = record.and_then(|r| r.job);
+    status.progress = Some(progress(status));
+}
+
+fn record_mut(status: &mut WorkflowStatus, n: u32) -> Option<&mut SplitRecord> {
+    status.splits.iter_mut().find(|r| r.index == n)
+}
+
+/// Later values win; a re-set name moves to the end so the order of assignments is kept.
+fn merge_outputs(carried: &mut Vec<CarriedVar>, outputs: &[EnvVar]) {
+    for var in outputs {
+        carried.retain(|c| c.name != var.name);
+        carried.push(CarriedVar {
+            name: var.name.clone(),
+            value: var.value.clone(),
+        });
+    }
+}
+
+/// The carried outputs as engine variables, to append to a split's environment.
+pub fn carried(status: Option<&WorkflowStatus>) -> Vec<EnvVar> {
+    status
+        .map(|s| {
+            s.environment
+                .iter()
+                .map(|v| EnvVar::new(v.name.clone(), v.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps `lastTransitionTime` when the condition's status does not change (API convention).
+fn set_condition(
+    status: &mut WorkflowStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) {
+    let value = if value { "True" } else { "False" }.to_owned();
+    let generation = status.observed_generation;
+    let message = truncate(message, 1024);
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != value {
+                c.last_transition_time = now.clone();
+            }
+            c.status = value;
+            c.reason = reason.to_owned();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => status.conditions.push(Condition {
+            type_: type_.to_owned(),
+            status: value,
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: now.clone(),
+            observed_generation: generation,
+        }),
+    }
+}
+
+/// At most `max` bytes, cut on a character boundary.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let marker = " … (truncated)";
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &text[..end])
+}
+
+#[cfg(test)]
+mod tests;
