@@ -426,21 +426,16 @@ fn permissions(role: &Value) -> BTreeMap<(String, String), BTreeSet<String>> {
 
 /// Exactly what the controller needs in the namespaces it watches.
 fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String>> {
-    let rows: [(&str, &str, &[&str]); 7] = [
+    let rows: [(&str, &str, &[&str]); 6] = [
         (
             "batch.ankursoni.github.io",
             "workflows",
-            &["get", "list", "watch", "patch"],
+            &["get", "list", "watch"],
         ),
-        (
-            "batch.ankursoni.github.io",
-            "workflows/status",
-            &["get", "patch", "update"],
-        ),
+        ("batch.ankursoni.github.io", "workflows/status", &["patch"]),
         ("", "configmaps", &["get", "list", "watch", "create"]),
         ("batch", "jobs", &["get", "list", "watch", "create"]),
-        ("", "pods", &["get", "list", "watch"]),
-        ("", "events", &["create", "patch"]),
+        ("", "pods", &["get", "list"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
     rows.iter()
@@ -524,7 +519,7 @@ fn operator_chart_watching_all_namespaces_grants_exactly_what_the_controller_use
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": ["roiergasias-operator"], "verbs": ["get", "update", "patch"]}
+             "resourceNames": ["roiergasias-operator"], "verbs": ["get", "patch"]}
         ])
     );
     assert_eq!(
@@ -552,6 +547,7 @@ fn operator_chart_deployment_is_hardened_and_passes_the_operator_flags() {
         [
             format!("--runner-image=roiergasias:{}", workspace_version()),
             "--leader-election=true".into(),
+            "--leader-election-lease=roiergasias-operator".into(),
             "--metrics-addr=0.0.0.0:8080".into(),
             "--log-format=json".into(),
             "--log-level=info".into(),
@@ -603,6 +599,7 @@ fn operator_chart_deployment_is_hardened_and_passes_the_operator_flags() {
         "--runner-image",
         "--namespace",
         "--leader-election",
+        "--leader-election-lease",
         "--metrics-addr",
         "--log-format",
         "--log-level",

@@ -59,19 +59,20 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The permissions the controller uses on Workflows and the objects it makes, in
-the namespaces it watches. Nothing on secrets, and pods are only read (for the
-termination message a Job's pod leaves). ConfigMaps and Jobs are never deleted
-by the controller: they carry an ownerReference to their Workflow, and the
-garbage collector deletes them with it.
+The permissions the controller uses, exactly (see controller/src): it watches
+Workflows and writes only their status (a merge patch); it reads and creates
+ConfigMaps and Jobs, and never deletes them: they carry an ownerReference to
+their Workflow, and the garbage collector deletes them with it; it lists a
+finished Job's pods for their termination message; it records events.k8s.io
+Events (create, then patch for a repeated one). Nothing on secrets; no pods made.
 */}}
 {{- define "roiergasias-operator.workflowRules" -}}
 - apiGroups: ["batch.ankursoni.github.io"]
   resources: ["workflows"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["batch.ankursoni.github.io"]
   resources: ["workflows/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create"]
@@ -80,10 +81,7 @@ garbage collector deletes them with it.
   verbs: ["get", "list", "watch", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
