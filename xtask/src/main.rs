@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod gen_crd;
+mod progress;
 mod test;
 mod tools;
 

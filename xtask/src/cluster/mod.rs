@@ -1,4 +1,26 @@
+//! `cargo xtask cluster up|down|status`: a throwaway Kubernetes control plane with kwok as the kubelet.
+
+mod config;
+mod nodes;
+mod procs;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
+
+use crate::{progress, tools};
+
+/// Picks the cluster; tests and experiments use their own name so they never disturb the shared one.
+pub const NAME_ENV: &str = "ROIERGASIAS_CLUSTER";
+pub const DEFAULT_NAME: &str = "roiergasias";
+/// Optional fixed port for kube-apiserver (default: kwokctl picks a free one).
+pub const PORT_ENV: &str = "ROIERGASIAS_APISERVER_PORT";
+
+const CREATE_TIMEOUT: &str = "120s";
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -10,6 +32,371 @@ pub enum ClusterCommand {
     Status,
 }
 
-pub fn run(_command: ClusterCommand) -> anyhow::Result<()> {
-    anyhow::bail!("cluster is not written yet")
+pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let cluster = Cluster::from_env()?;
+    match command {
+        ClusterCommand::Up => {
+            let kubeconfig = cluster.up()?.kubeconfig;
+            println!("{}", kubeconfig.display());
+        }
+        ClusterCommand::Down => cluster.down()?,
+        ClusterCommand::Status => cluster.status()?,
+    }
+    Ok(())
+}
+
+/// What `up` did, so `cargo xtask test` only tears down what it started.
+pub struct Up {
+    pub kubeconfig: PathBuf,
+    pub reused: bool,
+}
+
+pub struct Cluster {
+    pub name: String,
+    /// kwokctl's work directory (`KWOK_WORKDIR`), kept under our cache so we never touch ~/.kwok.
+    workdir: PathBuf,
+}
+
+/// The state `up` finds a cluster in.
+#[derive(Debug, PartialEq)]
+enum Found {
+    Absent,
+    Healthy,
+    /// Left by a run that was killed: some processes are gone or the API server does not answer.
+    Stale(String),
+}
+
+impl Cluster {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let name = std::env::var(NAME_ENV).ok().filter(|n| !n.is_empty()).unwrap_or_else(|| DEFAULT_NAME.to_string());
+        Self::new(&name)
+    }
+
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        validate_name(name)?;
+        Ok(Self { name: name.to_string(), workdir: tools::cache_root()?.join("kwok") })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.workdir.join("clusters").join(&self.name)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir().join("kubeconfig.yaml")
+    }
+
+    fn exists(&self) -> bool {
+        self.dir().join("kwok.yaml").is_file()
+    }
+
+    fn kwokctl(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin.join("kwokctl"));
+        cmd.env("KWOK_WORKDIR", &self.workdir).arg("--name").arg(&self.name);
+        cmd
+    }
+
+    fn kubectl(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(self.kubeconfig());
+        cmd
+    }
+
+    fn inspect(&self, bin: &Path) -> Found {
+        if !self.exists() {
+            return Found::Absent;
+        }
+        let components = procs::components(&self.dir());
+        let dead: Vec<_> = components.iter().filter(|c| !c.running).map(|c| c.name.as_str()).collect();
+        if components.is_empty() {
+            return Found::Stale("no process of it is recorded".into());
+        }
+        if !dead.is_empty() {
+            return Found::Stale(format!("not running: {}", dead.join(", ")));
+        }
+        match output(self.kubectl(bin).args(["get", "--raw", "/readyz", "--request-timeout=5s"])) {
+            Ok(o) if o.status.success() => Found::Healthy,
+            _ => Found::Stale("its API server does not answer /readyz".into()),
+        }
+    }
+
+    /// Starts the cluster, or reuses a healthy one; always ends with every fake node Ready.
+    pub fn up(&self) -> anyhow::Result<Up> {
+        let started = Instant::now();
+        let bin_guess = tools::bin_dir()?;
+        let found = self.inspect(&bin_guess);
+        let reused = found == Found::Healthy;
+        match &found {
+            Found::Healthy => eprintln!(
+                "cluster `{}` is already up and healthy: reusing it (`cargo xtask cluster down` removes it)",
+                self.name
+            ),
+            Found::Stale(why) => {
+                eprintln!(
+                    "cluster `{}` is stale, left by an earlier run that was killed ({why}): deleting it and starting a fresh one",
+                    self.name
+                );
+                self.delete(&bin_guess)?;
+            }
+            Found::Absent => {}
+        }
+        if !reused {
+            let port = fixed_port()?;
+            if let Some(port) = port {
+                check_port_free(port)?;
+            }
+            let bin = tools::ensure()?;
+            self.create(&bin, port)?;
+        }
+        let bin = tools::bin_dir()?;
+        self.ensure_nodes(&bin)?;
+        eprintln!(
+            "cluster `{}` is up ({}, {} MiB resident); kubeconfig:",
+            self.name,
+            progress::human(started.elapsed()),
+            self.rss_kib() / 1024
+        );
+        Ok(Up { kubeconfig: self.kubeconfig(), reused })
+    }
+
+    fn create(&self, bin: &Path, port: Option<u16>) -> anyhow::Result<()> {
+        let stages = tools::default_stages()?;
+        std::fs::create_dir_all(&self.workdir)?;
+        let config_path = self.workdir.join(format!("{}.kwokctl.yaml", self.name));
+        std::fs::write(&config_path, config::render(bin, port, &stages))
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        eprintln!("creating cluster `{}` with kwokctl (binary runtime, loopback only)", self.name);
+        let mut cmd = self.kwokctl(bin);
+        cmd.args(["create", "cluster", "--runtime", "binary", "--config"])
+            .arg(&config_path)
+            // An empty --kubeconfig keeps kwokctl away from ~/.kube/config.
+            .args(["--kubeconfig", "", "--wait", CREATE_TIMEOUT, "--timeout", CREATE_TIMEOUT])
+            .stdout(stderr_stdio()?);
+        let status = progress::run_with_ticker(&mut cmd, "kwokctl create cluster")?;
+        // --wait only logs a timeout; the API server must really answer.
+        let ready = status.success() && self.wait_ready(bin, Duration::from_secs(60));
+        if !ready {
+            let hint = self.bind_failures();
+            let _ = self.delete(bin);
+            match hint {
+                Some(hint) => bail!("cluster `{}` failed to start: {hint}", self.name),
+                None => bail!(
+                    "cluster `{}` failed to start (kwokctl: {status}); its output is above",
+                    self.name
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&self, bin: &Path, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(output(self.kubectl(bin).args(["get", "--raw", "/readyz", "--request-timeout=5s"])), Ok(o) if o.status.success())
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        false
+    }
+
+    /// A component that could not bind its port says so in its log; surface that line.
+    fn bind_failures(&self) -> Option<String> {
+        let logs = std::fs::read_dir(self.dir().join("logs")).ok()?;
+        for entry in logs.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("address already in use")) {
+                let component = entry.path().file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                return Some(format!(
+                    "{component} could not listen because a port is already in use by another process ({})",
+                    line.trim()
+                ));
+            }
+        }
+        None
+    }
+
+    fn ensure_nodes(&self, bin: &Path) -> anyhow::Result<()> {
+        let mut apply = self.kubectl(bin);
+        apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(stderr_stdio()?);
+        let mut child = apply.spawn().context("starting kubectl apply")?;
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("piped");
+            stdin.write_all(nodes::all().as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("kubectl apply of the fake nodes failed (output above)");
+        }
+        let wait = output(self.kubectl(bin).args([
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            "-l",
+            nodes::FAKE_NODE_LABEL,
+            "--timeout=60s",
+        ]))?;
+        if !wait.status.success() {
+            bail!(
+                "kwok did not make the fake nodes Ready within 60s: {}",
+                String::from_utf8_lossy(&wait.stderr).trim()
+            );
+        }
+        // Pods need the namespace's default ServiceAccount, which the controller manager creates shortly after start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if output(self.kubectl(bin).args(["get", "serviceaccount", "default", "-n", "default"]))?.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the controller manager did not create the default ServiceAccount within 60s");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// kwokctl's delete, then a sweep for anything it missed.
+    fn delete(&self, bin: &Path) -> anyhow::Result<()> {
+        let dir = self.dir();
+        if bin.join("kwokctl").is_file() && self.exists() {
+            let out = output(self.kwokctl(bin).args(["delete", "cluster"]))?;
+            if !out.status.success() {
+                eprintln!("kwokctl delete cluster failed, cleaning up by hand: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+        let strays = procs::sweep(&dir);
+        let left = procs::kill_all(&strays, &dir, Duration::from_secs(5));
+        if !left.is_empty() {
+            bail!("could not stop processes {left:?} of cluster `{}`", self.name);
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(self.workdir.join(format!("{}.kwokctl.yaml", self.name)));
+        Ok(())
+    }
+
+    pub fn down(&self) -> anyhow::Result<()> {
+        let dir = self.dir();
+        if !dir.exists() && procs::sweep(&dir).is_empty() {
+            eprintln!("cluster `{}` is not running; nothing to do", self.name);
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.delete(&tools::bin_dir()?)?;
+        eprintln!("cluster `{}` deleted, all its processes stopped ({})", self.name, progress::human(started.elapsed()));
+        Ok(())
+    }
+
+    pub fn status(&self) -> anyhow::Result<()> {
+        let bin = tools::bin_dir()?;
+        let dir = self.dir();
+        println!("cluster:    {}", self.name);
+        println!("directory:  {}", dir.display());
+        match self.inspect(&bin) {
+            Found::Absent => {
+                println!("state:      not created (`cargo xtask cluster up` starts it)");
+                return Ok(());
+            }
+            Found::Healthy => println!("state:      up and healthy"),
+            Found::Stale(why) => println!("state:      stale ({why}); `cargo xtask cluster up` replaces it"),
+        }
+        println!("kubeconfig: {}", self.kubeconfig().display());
+        let mut total_kib = 0;
+        for c in procs::components(&dir) {
+            let rss = c.pid.filter(|_| c.running).and_then(rss_kib);
+            total_kib += rss.unwrap_or(0);
+            let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+            let state = if c.running { "running" } else { "NOT running" };
+            let rss = rss.map(|k| format!(", {} MiB", k / 1024)).unwrap_or_default();
+            println!("  {:<24} pid {pid:<8} {state}{rss}", c.name);
+        }
+        println!("memory:     {} MiB resident in total", total_kib / 1024);
+        if let Ok(o) = output(self.kubectl(&bin).args(["get", "nodes", "-L", "node.roiergasias", "--request-timeout=5s"]))
+            && o.status.success()
+        {
+            print!("{}", String::from_utf8_lossy(&o.stdout));
+        }
+        Ok(())
+    }
+
+    /// Resident memory of every process of the cluster, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        procs::components(&self.dir()).iter().filter(|c| c.running).filter_map(|c| c.pid.and_then(rss_kib)).sum()
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn validate_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if !ok {
+        bail!("{NAME_ENV}={name:?} is not a valid cluster name: use 1-40 lowercase letters, digits and '-'");
+    }
+    Ok(())
+}
+
+fn fixed_port() -> anyhow::Result<Option<u16>> {
+    match std::env::var(PORT_ENV) {
+        Ok(v) if !v.is_empty() => match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => bail!("{PORT_ENV}={v:?} is not a port number (1-65535)"),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Fails clearly, before anything starts, when the chosen API server port is taken.
+fn check_port_free(port: u16) -> anyhow::Result<()> {
+    match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "port 127.0.0.1:{port} ({PORT_ENV}) is already in use by another process: stop it, choose another port, \
+             or unset {PORT_ENV} to let a free port be picked"
+        ),
+        Err(e) => Err(e).with_context(|| format!("checking port 127.0.0.1:{port} ({PORT_ENV})")),
+    }
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<Output> {
+    cmd.output().with_context(|| format!("running {:?}", cmd.get_program()))
+}
+
+/// Child stdout goes to our stderr so that our stdout carries only the kubeconfig path.
+fn stderr_stdio() -> anyhow::Result<Stdio> {
+    use std::os::fd::AsFd;
+    Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_are_checked() {
+        assert!(validate_name("roiergasias").is_ok());
+        assert!(validate_name("xt-dev-2").is_ok());
+        for bad in ["", "Upper", "a/b", "-x", "has space", &"x".repeat(41)] {
+            let err = validate_name(bad).unwrap_err().to_string();
+            assert!(err.contains(NAME_ENV), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_reported_with_the_variable_to_change() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = check_port_free(port).unwrap_err().to_string();
+        assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("already in use"), "{err}");
+        assert!(err.contains(PORT_ENV), "{err}");
+        drop(listener);
+        assert!(check_port_free(port).is_ok());
+    }
 }
