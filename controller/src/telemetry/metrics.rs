@@ -112,8 +112,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("roiergasias");
         let workflows = Family::<PhaseLabels, Gauge>::default();
+        // Creating the series is the point: they are encoded (as 0) from the start.
         for phase in PHASES {
-            workflows.get_or_create(&PhaseLabels {
+            let _ = workflows.get_or_create(&PhaseLabels {
                 phase: phase.to_owned(),
             });
         }
@@ -123,7 +124,7 @@ impl Metrics {
         let handoff = Histogram::new(HANDOFF_BUCKETS);
         let api_writes = Family::<WriteLabels, Counter>::default();
         for kind in ApiWrite::ALL {
-            api_writes.get_or_create(&WriteLabels { kind });
+            let _ = api_writes.get_or_create(&WriteLabels { kind });
         }
 
         registry.register(

@@ -1,3 +1,1031 @@
+//! `cargo xtask bench operator`: the real operator (release build, a subprocess
+//! watching one bench namespace) runs 200 three-split workflows (node1, node2,
+//! node2) created at once on the test cluster.
+//!
+//! Hand-off latency (Job n Complete → Job n+1 created): Kubernetes timestamps
+//! have one-second resolution, far too coarse for a 250 ms target, so the bench
+//! watches Jobs itself and stamps each event on arrival with a monotonic clock:
+//! latency = arrival of Job n+1's first event − arrival of the event in which
+//! Job n first shows `Complete=True`. Both events travel the same path
+//! (apiserver → watch), so the delivery delay cancels out. The operator's own
+//! `roiergasias_split_handoff_seconds` histogram and the second-resolution
+//! timestamps are printed beside it as cross-checks.
+//!
+//! API writes: the API server's `apiserver_request_total` before and after, by
+//! resource; only the operator writes ConfigMaps, Jobs (not jobs/status) and
+//! Workflow status in the bench namespace; the bench's own 200 Workflow creates
+//! are subtracted. Events are shared with the scheduler and job controller, so
+//! the operator's are counted from the Events about Workflows.
+//!
+//! `ROIERGASIAS_BENCH_WORKFLOWS` overrides the 200 (e.g. for a quick try).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use roiergasias_crd::{Phase, Workflow, WorkflowSpec, WorkflowYaml};
+
+use crate::cluster::Cluster;
+
+const DEFAULT_WORKFLOWS: usize = 200;
+const SPLITS: usize = 3;
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const WRITE_VERBS: [&str; 6] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
+
+const WORKFLOW_YAML: &str = r#"version: 0.1
+environment:
+  - greeting: "hello"
+task:
+  - node: node1
+    sequential:
+      - print: ["split 1 on node1: {{env:greeting}}"]
+      - environment:
+          - first: "from node1"
+  - node: node2
+    sequential:
+      - print: ["split 2 on node2: {{env:first}}"]
+  - node: node2
+    sequential:
+      - print: ["split 3 on node2"]
+"#;
+
 pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("the operator benchmark is not written yet")
+    let workflows = match std::env::var("ROIERGASIAS_BENCH_WORKFLOWS") {
+        Ok(n) => n
+            .parse()
+            .with_context(|| format!("ROIERGASIAS_BENCH_WORKFLOWS={n:?} is not a number"))?,
+        Err(_) => DEFAULT_WORKFLOWS,
+    };
+    let operator = build_operator()?;
+    let (kubeconfig, started) = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        Some(path) => (PathBuf::from(path), None),
+        None => {
+            let cluster = Cluster::from_env()?;
+            let up = cluster.up()?;
+            (up.kubeconfig, (!up.reused).then_some(cluster))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(bench(&kubeconfig, &operator, workflows));
+    if let Some(cluster) = started {
+        cluster.down()?;
+    }
+    print_report(&result?);
+    Ok(())
+}
+
+fn build_operator() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json",
+            "-p",
+            "roiergasias-controller",
+            "--bin",
+            "roiergasias-operator",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("cargo build --release of the operator failed");
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "roiergasias-operator"
+            && let Some(exe) = message["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    bail!("cargo did not report the roiergasias-operator executable")
+}
+
+/// What the bench saw of one Job, stamped on arrival.
+struct JobSeen {
+    workflow: String,
+    split: usize,
+    first_seen: Instant,
+    complete_seen: Option<Instant>,
+    created: Option<i64>,
+    completed: Option<i64>,
+}
+
+struct Report {
+    workflows: usize,
+    succeeded: usize,
+    total: Duration,
+    handoffs: Vec<Duration>,
+    coarse_handoffs: Vec<i64>,
+    operator_histogram: Option<Histogram>,
+    operator_writes: BTreeMap<String, f64>,
+    apiserver_writes: BTreeMap<String, f64>,
+    apiserver_failed_writes: f64,
+    workflow_events: u64,
+    peak_rss_kib: Option<u64>,
+    namespace: String,
+    log: PathBuf,
+}
+
+async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Result<Report> {
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &options,
+    )
+    .await
+    .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let client = Client::try_from(config)?;
+    apply_crd(&client).await?;
+    let namespace = create_namespace(&client).await?;
+    eprintln!("bench namespace {namespace}: {count} workflows of {SPLITS} splits");
+
+    let result = measure(&client, kubeconfig, operator, &namespace, count).await;
+    // Leave nothing behind; the cluster collects the objects in the background.
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&namespace, &DeleteParams::background())
+        .await;
+    result
+}
+
+async fn measure(
+    client: &Client,
+    kubeconfig: &Path,
+    operator: &Path,
+    namespace: &str,
+    count: usize,
+) -> anyhow::Result<Report> {
+    let jobs: Arc<Mutex<HashMap<String, JobSeen>>> = Arc::default();
+    let job_watch = tokio::spawn(watch_jobs(
+        Api::namespaced(client.clone(), namespace),
+        jobs.clone(),
+    ));
+
+    let port = free_port()?;
+    let log = std::env::temp_dir().join(format!("{namespace}-operator.log"));
+    let mut child = OperatorProcess::start(operator, kubeconfig, namespace, port, &log)?;
+    wait_ready(port, &mut child).await?;
+    eprintln!(
+        "operator pid {} ready on 127.0.0.1:{port}; log {}",
+        child.pid(),
+        log.display()
+    );
+
+    let before = apiserver_writes(client).await?;
+    let workflows: Api<Workflow> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let workflows = workflows.clone();
+            async move {
+                let spec = WorkflowSpec {
+                    workflow_yaml: WorkflowYaml {
+                        name: "bench".into(),
+                        yaml: WORKFLOW_YAML.into(),
+                    },
+                    job_template: None,
+                };
+                let wf = Workflow::new(&format!("bench-{i:03}"), spec);
+                workflows.create(&PostParams::default(), &wf).await
+            }
+        })
+        .buffer_unordered(50)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating the bench workflows")?;
+    eprintln!(
+        "created {count} workflows in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (succeeded, failed) = wait_finished(&workflows, count, &jobs, &mut child).await?;
+    let total = started.elapsed();
+    let peak_rss_kib = child.peak_rss_kib();
+    let metrics = http_get(port, "/metrics").await.map(|(_, body)| body).ok();
+    let after = apiserver_writes(client).await?;
+    job_watch.abort();
+    child.stop();
+
+    if failed > 0 {
+        bail!(
+            "{failed} of {count} workflows failed; see `kubectl -n {namespace} get workflow` and {}",
+            log.display()
+        );
+    }
+
+    let workflow_events = operator_event_writes(client, namespace).await?;
+    let jobs = std::mem::take(&mut *jobs.lock().unwrap());
+    let (handoffs, coarse_handoffs) = handoffs(&jobs)?;
+    let metrics = metrics.unwrap_or_default();
+    let mut apiserver = BTreeMap::new();
+    let mut apiserver_failed_writes = 0.0;
+    for (key, after_value) in &after {
+        let delta = after_value - before.get(key).copied().unwrap_or(0.0);
+        if delta <= 0.0 {
+            continue;
+        }
+        if !key.code.starts_with('2') {
+            apiserver_failed_writes += delta;
+        }
+        *apiserver.entry(key.resource_label()).or_insert(0.0) += delta;
+    }
+    // The bench's own creates are not the operator's.
+    if let Some(v) = apiserver.get_mut("workflows POST") {
+        *v -= count as f64;
+    }
+
+    Ok(Report {
+        workflows: count,
+        succeeded,
+        total,
+        handoffs,
+        coarse_handoffs,
+        operator_histogram: Histogram::parse(&metrics, "roiergasias_split_handoff_seconds"),
+        operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
+        apiserver_writes: apiserver,
+        apiserver_failed_writes,
+        workflow_events,
+        peak_rss_kib,
+        namespace: namespace.to_owned(),
+        log,
+    })
+}
+
+async fn apply_crd(client: &Client) -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(roiergasias_crd::CRD_PATH);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not a CRD", path.display()))?;
+    let name = crd.metadata.name.clone().context("the CRD has no name")?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("roiergasias-bench").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .with_context(|| format!("applying CRD {name}"))?;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {name} not Established within 60s"))??;
+    Ok(())
+}
+
+async fn create_namespace(client: &Client) -> anyhow::Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .subsec_nanos();
+    let name = format!("roiergasias-bench-{:08x}", nanos ^ std::process::id());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    // Pods (hence Jobs' pods) need the default ServiceAccount.
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(sa, "default", conditions::is_created()),
+    )
+    .await
+    .context("the namespace's default ServiceAccount did not appear")??;
+    Ok(name)
+}
+
+struct OperatorProcess {
+    child: Child,
+}
+
+impl OperatorProcess {
+    fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        port: u16,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(binary)
+            .args(["--namespace", namespace])
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "--leader-election=false",
+                "--runner-image",
+                "roiergasias:bench",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Self { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// VmHWM: the peak resident set size of the process so far.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        proc_status_kib(&status, "VmHWM:")
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.stop();
+        }
+    }
+}
+
+fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn wait_ready(port: u16, child: &mut OperatorProcess) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.exited() {
+            bail!("the operator exited ({status}) before becoming ready");
+        }
+        if let Ok((200, _)) = http_get(port, "/readyz").await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the operator did not answer 200 on /readyz within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET to the operator's own server on localhost.
+async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .context("incomplete HTTP response")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
+    Ok((status, body.to_owned()))
+}
+
+async fn watch_jobs(api: Api<Job>, seen: Arc<Mutex<HashMap<String, JobSeen>>>) {
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let now = Instant::now();
+        let job = match event {
+            Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => job,
+            Ok(_) => continue,
+            Err(error) => {
+                eprintln!("job watch: {error} (retrying)");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(name) = job.metadata.name.clone() else {
+            continue;
+        };
+        let complete = complete_since(&job);
+        let mut seen = seen.lock().unwrap();
+        let entry = seen.entry(name.clone()).or_insert_with(|| {
+            let workflow = job
+                .metadata
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.iter().find(|o| o.kind == "Workflow"))
+                .map(|o| o.name.clone())
+                .unwrap_or_default();
+            JobSeen {
+                split: split_index(&name, &workflow).unwrap_or(0),
+                workflow,
+                first_seen: now,
+                complete_seen: None,
+                created: job
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second()),
+                completed: None,
+            }
+        });
+        if let Some(since) = complete
+            && entry.complete_seen.is_none()
+        {
+            entry.complete_seen = Some(now);
+            entry.completed = since;
+        }
+    }
+}
+
+/// `Some(lastTransitionTime in seconds)` once the Job has `Complete=True`.
+fn complete_since(job: &Job) -> Option<Option<i64>> {
+    let condition = job
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Complete" && c.status == "True")?;
+    Some(
+        condition
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0.as_second()),
+    )
+}
+
+/// Job names are `<workflow>-<n>-<node>` for node splits.
+fn split_index(job: &str, workflow: &str) -> Option<usize> {
+    let rest = job.strip_prefix(workflow)?.strip_prefix('-')?;
+    rest.split('-').next()?.parse().ok()
+}
+
+async fn wait_finished(
+    workflows: &Api<Workflow>,
+    count: usize,
+    jobs: &Mutex<HashMap<String, JobSeen>>,
+    child: &mut OperatorProcess,
+) -> anyhow::Result<(usize, usize)> {
+    let deadline = Instant::now() + FINISH_TIMEOUT;
+    let mut last_report = Instant::now();
+    loop {
+        if let Some(status) = child.exited() {
+            bail!("the operator exited ({status}) during the bench");
+        }
+        let list = workflows.list(&ListParams::default()).await?;
+        let phase_count = |phase: Phase| {
+            list.items
+                .iter()
+                .filter(|w| w.status.as_ref().and_then(|s| s.phase) == Some(phase))
+                .count()
+        };
+        let (succeeded, failed) = (phase_count(Phase::Succeeded), phase_count(Phase::Failed));
+        if succeeded + failed == count {
+            return Ok((succeeded, failed));
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            let jobs = jobs.lock().unwrap();
+            let complete = jobs.values().filter(|j| j.complete_seen.is_some()).count();
+            eprintln!(
+                "  {succeeded} succeeded, {failed} failed of {count}; jobs: {} created, {complete} complete",
+                jobs.len()
+            );
+            last_report = Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not all workflows finished within {FINISH_TIMEOUT:?}: {succeeded} succeeded, {failed} failed"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Per hand-off: the precise (watch arrival) latency, and the coarse one from
+/// the objects' second-resolution timestamps. Fails if Job n+1 existed before
+/// Job n was seen Complete: the operator must never run splits out of order.
+fn handoffs(jobs: &HashMap<String, JobSeen>) -> anyhow::Result<(Vec<Duration>, Vec<i64>)> {
+    let by_split: HashMap<(&str, usize), &JobSeen> = jobs
+        .values()
+        .map(|j| ((j.workflow.as_str(), j.split), j))
+        .collect();
+    let mut precise = Vec::new();
+    let mut coarse = Vec::new();
+    for job in jobs.values() {
+        let Some(next) = by_split.get(&(job.workflow.as_str(), job.split + 1)) else {
+            continue;
+        };
+        let Some(complete) = job.complete_seen else {
+            bail!(
+                "job {} of workflow {} was never seen Complete, yet split {} has a Job",
+                job.split,
+                job.workflow,
+                job.split + 1
+            );
+        };
+        let latency = next
+            .first_seen
+            .checked_duration_since(complete)
+            .with_context(|| {
+                format!(
+                    "workflow {}: Job {} appeared before Job {} was Complete",
+                    job.workflow,
+                    job.split + 1,
+                    job.split
+                )
+            })?;
+        precise.push(latency);
+        if let (Some(done), Some(created)) = (job.completed, next.created) {
+            coarse.push(created - done);
+        }
+    }
+    precise.sort();
+    coarse.sort();
+    Ok((precise, coarse))
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+/// `apiserver_request_total` series of write verbs, keyed by their labels.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RequestKey {
+    verb: String,
+    group: String,
+    resource: String,
+    subresource: String,
+    code: String,
+}
+
+impl RequestKey {
+    fn resource_label(&self) -> String {
+        let resource = if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        };
+        let group = if self.group.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.group)
+        };
+        format!("{resource}{group} {}", self.verb)
+    }
+}
+
+async fn apiserver_writes(client: &Client) -> anyhow::Result<BTreeMap<RequestKey, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client
+        .request_text(request)
+        .await
+        .context("reading the API server's /metrics")?;
+    Ok(parse_apiserver_writes(&text))
+}
+
+fn parse_apiserver_writes(text: &str) -> BTreeMap<RequestKey, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let labels = parse_labels(labels);
+        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let verb = get("verb");
+        if !WRITE_VERBS.contains(&verb.as_str()) {
+            continue;
+        }
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let key = RequestKey {
+            verb,
+            group: get("group"),
+            resource: get("resource"),
+            subresource: get("subresource"),
+            code: get("code"),
+        };
+        *out.entry(key).or_insert(0.0) += value;
+    }
+    out
+}
+
+/// `a="x",b="y"` → map; values may contain escaped quotes.
+fn parse_labels(text: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// Samples `name{label="x"} v` of an OpenMetrics text, by the label's value.
+fn labelled_samples(text: &str, name: &str, label: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if let (Some(key), Ok(value)) = (parse_labels(labels).remove(label), value.parse()) {
+            out.insert(key, value);
+        }
+    }
+    out
+}
+
+/// A classic histogram read back from OpenMetrics text.
+#[derive(Debug, PartialEq)]
+struct Histogram {
+    count: f64,
+    sum: f64,
+    /// (upper bound, cumulative count), ascending.
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    fn parse(text: &str, name: &str) -> Option<Self> {
+        let sample = |suffix: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(suffix)?
+                    .strip_prefix(' ')?
+                    .parse()
+                    .ok()
+            })
+        };
+        let count = sample("_count")?;
+        let sum = sample("_sum")?;
+        let mut buckets: Vec<(f64, f64)> = labelled_samples(text, &format!("{name}_bucket"), "le")
+            .into_iter()
+            .filter_map(|(le, n)| {
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(Self {
+            count,
+            sum,
+            buckets,
+        })
+    }
+
+    /// The upper bound of the bucket holding quantile `q`.
+    fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let target = q * self.count;
+        self.buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= target && self.count > 0.0)
+            .map(|(le, _)| *le)
+    }
+}
+
+async fn operator_event_writes(client: &Client, namespace: &str) -> anyhow::Result<u64> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Workflow"))
+        // A repeated event is one create and then one patch per repeat.
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count.max(1) as u64))
+        .sum())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn print_report(r: &Report) {
+    let splits = (r.workflows * SPLITS) as f64;
+    println!();
+    println!(
+        "Operator bench: {} workflows × {SPLITS} splits (node1, node2, node2) created at once; {} succeeded.",
+        r.workflows, r.succeeded
+    );
+    println!();
+    println!("| Measurement | Result |");
+    println!("|---|---|");
+    println!(
+        "| Total time, first create → all Succeeded | {:.1} s |",
+        r.total.as_secs_f64()
+    );
+    let show = |q: f64| {
+        percentile(&r.handoffs, q)
+            .map(ms)
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "| Hand-off Job n Complete → Job n+1 created, watch arrival ({} hand-offs) | median {}, p99 {}, max {} |",
+        r.handoffs.len(),
+        show(0.5),
+        show(0.99),
+        show(1.0)
+    );
+    if let Some(h) = &r.operator_histogram {
+        let bound = |q| {
+            h.quantile_bound(q)
+                .map(|b| format!("≤ {:.0} ms", b * 1000.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        let mean = if h.count > 0.0 {
+            h.sum / h.count * 1000.0
+        } else {
+            0.0
+        };
+        println!(
+            "| Hand-off, operator's histogram ({} observed) | mean {mean:.1} ms, median {}, p99 {} |",
+            h.count,
+            bound(0.5),
+            bound(0.99)
+        );
+    } else {
+        println!("| Hand-off, operator's histogram | not exported by this operator build |");
+    }
+    println!(
+        "| Hand-off, Kubernetes timestamps (1 s resolution) | median {} s, p99 {} s |",
+        percentile(&r.coarse_handoffs, 0.5).map_or("-".into(), |v| v.to_string()),
+        percentile(&r.coarse_handoffs, 0.99).map_or("-".into(), |v| v.to_string())
+    );
+    let operator_only = |key: &str| {
+        key.starts_with("configmaps ")
+            || key.starts_with("jobs ")
+            || key.starts_with("jobs (batch) ")
+            || key.starts_with("workflows")
+    };
+    let mut operator_total = 0.0;
+    for (key, n) in &r.apiserver_writes {
+        if operator_only(key) && *n > 0.0 {
+            operator_total += n;
+            println!(
+                "| API writes: {key} (API server) | {n} ({:.2} per split) |",
+                n / splits
+            );
+        }
+    }
+    println!(
+        "| API writes: Events about Workflows | {} ({:.2} per split) |",
+        r.workflow_events,
+        r.workflow_events as f64 / splits
+    );
+    println!(
+        "| **API writes per split** (ConfigMaps, Jobs, Workflows; + Events) | **{:.2}**; {:.2} with Events |",
+        operator_total / splits,
+        (operator_total + r.workflow_events as f64) / splits
+    );
+    if r.apiserver_failed_writes > 0.0 {
+        println!(
+            "| API writes refused (non-2xx, all clients) | {} |",
+            r.apiserver_failed_writes
+        );
+    }
+    if !r.operator_writes.is_empty() {
+        let parts: Vec<String> = r
+            .operator_writes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "| API writes, operator's own counter | {} |",
+            parts.join(", ")
+        );
+    }
+    println!(
+        "| Operator peak memory (VmHWM) | {} |",
+        r.peak_rss_kib
+            .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    );
+    println!();
+    let others: Vec<String> = r
+        .apiserver_writes
+        .iter()
+        .filter(|(k, n)| !operator_only(k) && **n > 0.0)
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!(
+        "Writes by the rest of the cluster (scheduler, job controller, kwok) in the same window: {}",
+        others.join("; ")
+    );
+    println!(
+        "Namespace {} (deleted); operator log {}",
+        r.namespace,
+        r.log.display()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50));
+        assert_eq!(percentile(&v, 0.99), Some(99));
+        assert_eq!(percentile(&v, 1.0), Some(100));
+        assert_eq!(percentile(&[7], 0.99), Some(7));
+        assert_eq!(percentile::<u32>(&[], 0.5), None);
+    }
+
+    #[test]
+    fn split_index_comes_from_the_job_name() {
+        assert_eq!(split_index("bench-007-2-node2", "bench-007"), Some(2));
+        assert_eq!(split_index("bench-007-12-node1", "bench-007"), Some(12));
+        assert_eq!(split_index("other-1-node1", "bench-007"), None);
+    }
+
+    #[test]
+    fn apiserver_write_counters_are_parsed_by_resource() {
+        let text = r#"
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="POST",version="v1"} 12
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 99
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="batch.ankursoni.github.io",resource="workflows",scope="resource",subresource="status",verb="PATCH",version="v1"} 5
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="batch",resource="jobs",scope="resource",subresource="",verb="POST",version="v1"} 1
+"#;
+        let writes = parse_apiserver_writes(text);
+        assert_eq!(writes.len(), 3, "GET is not a write: {writes:?}");
+        let labels: Vec<(String, f64)> = writes
+            .iter()
+            .map(|(k, v)| (k.resource_label(), *v))
+            .collect();
+        assert!(
+            labels.contains(&("configmaps POST".into(), 12.0)),
+            "{labels:?}"
+        );
+        assert!(
+            labels.contains(&(
+                "workflows/status (batch.ankursoni.github.io) PATCH".into(),
+                5.0
+            )),
+            "{labels:?}"
+        );
+        assert!(
+            labels.contains(&("jobs (batch) POST".into(), 1.0)),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn labels_with_escaped_quotes_parse() {
+        let labels = parse_labels(r#"a="x\"y",le="0.25""#);
+        assert_eq!(labels["a"], "x\"y");
+        assert_eq!(labels["le"], "0.25");
+    }
+
+    #[test]
+    fn histogram_round_trips_from_openmetrics() {
+        let text = "\
+roiergasias_split_handoff_seconds_sum 1.5
+roiergasias_split_handoff_seconds_count 100
+roiergasias_split_handoff_seconds_bucket{le=\"0.01\"} 40
+roiergasias_split_handoff_seconds_bucket{le=\"0.05\"} 98
+roiergasias_split_handoff_seconds_bucket{le=\"0.25\"} 100
+roiergasias_split_handoff_seconds_bucket{le=\"+Inf\"} 100
+";
+        let h = Histogram::parse(text, "roiergasias_split_handoff_seconds").unwrap();
+        assert_eq!((h.count, h.sum), (100.0, 1.5));
+        assert_eq!(h.quantile_bound(0.5), Some(0.05));
+        assert_eq!(h.quantile_bound(0.4), Some(0.01));
+        assert_eq!(h.quantile_bound(0.99), Some(0.25));
+        assert_eq!(Histogram::parse("", "x"), None);
+    }
+
+    #[test]
+    fn proc_status_fields_parse() {
+        let status = "Name:\top\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(proc_status_kib(status, "VmHWM:"), Some(51234));
+        assert_eq!(proc_status_kib(status, "VmSwap:"), None);
+    }
+
+    fn seen(workflow: &str, split: usize, first: Instant, complete: Option<Instant>) -> JobSeen {
+        JobSeen {
+            workflow: workflow.into(),
+            split,
+            first_seen: first,
+            complete_seen: complete,
+            created: Some(100),
+            completed: complete.map(|_| 101),
+        }
+    }
+
+    #[test]
+    fn handoffs_pair_each_job_with_the_next_split() {
+        let t = Instant::now();
+        let at = |ms| t + Duration::from_millis(ms);
+        let jobs = HashMap::from([
+            ("w-1-node1".to_string(), seen("w", 1, at(0), Some(at(10)))),
+            ("w-2-node2".to_string(), seen("w", 2, at(15), Some(at(30)))),
+            ("w-3-node2".to_string(), seen("w", 3, at(42), Some(at(50)))),
+        ]);
+        let (precise, coarse) = handoffs(&jobs).unwrap();
+        assert_eq!(
+            precise,
+            vec![Duration::from_millis(5), Duration::from_millis(12)]
+        );
+        assert_eq!(coarse, vec![-1, -1]);
+    }
+
+    #[test]
+    fn a_job_before_its_predecessor_completed_is_an_error() {
+        let t = Instant::now();
+        let jobs = HashMap::from([
+            (
+                "w-1-node1".to_string(),
+                seen("w", 1, t, Some(t + Duration::from_millis(50))),
+            ),
+            (
+                "w-2-node2".to_string(),
+                seen("w", 2, t + Duration::from_millis(20), None),
+            ),
+        ]);
+        let err = handoffs(&jobs).unwrap_err().to_string();
+        assert!(err.contains("appeared before Job 1 was Complete"), "{err}");
+    }
 }
