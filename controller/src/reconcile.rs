@@ -742,11 +742,11 @@ async fn write_status(
 /// The new status as a merge patch over the old one: fields that disappeared become null.
 pub fn status_patch(old: Option<&WorkflowStatus>, new: &WorkflowStatus) -> Result<Value, Error> {
     let mut patch = serde_json::to_value(new)?;
-    if let (Some(old), Value::Object(fields)) = (old, &mut patch) {
-        if let Value::Object(old) = serde_json::to_value(old)? {
-            for key in old.keys() {
-                fields.entry(key.clone()).or_insert(Value::Null);
-            }
+    if let (Some(old), Value::Object(fields)) = (old, &mut patch)
+        && let Value::Object(old) = serde_json::to_value(old)?
+    {
+        for key in old.keys() {
+            fields.entry(key.clone()).or_insert(Value::Null);
         }
     }
     Ok(patch)

@@ -35,43 +35,12 @@ pub const MAX_WORKFLOW_YAML_LEN: u32 = 512 * 1024;
     shortname = "wf",
     category = "roiergasias",
     doc = "A roiergasias workflow run as a chain of Jobs, one per split, one after another.",
-    printcolumn(
-        name = "Phase",
-        type_ = "string",
-        json_path = ".status.phase",
-        description = "Pending, Running, Succeeded or Failed"
-    ),
-    printcolumn(
-        name = "Progress",
-        type_ = "string",
-        json_path = ".status.progress",
-        description = "Splits completed / splits in total"
-    ),
-    printcolumn(
-        name = "Node",
-        type_ = "string",
-        json_path = ".status.currentNode",
-        description = "Node label of the current split"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Job",
-        type_ = "string",
-        json_path = ".status.currentJob",
-        description = "Job of the current split",
-        priority = "1"
-    ),
-    printcolumn(
-        name = "Message",
-        type_ = "string",
-        json_path = ".status.message",
-        description = "Why the workflow is in its phase",
-        priority = "1"
-    )
+    printcolumn = r#"{"name":"Phase", "type":"string", "jsonPath":".status.phase", "description":"Pending, Running, Succeeded or Failed"}"#,
+    printcolumn = r#"{"name":"Progress", "type":"string", "jsonPath":".status.progress", "description":"Splits completed / splits in total"}"#,
+    printcolumn = r#"{"name":"Node", "type":"string", "jsonPath":".status.currentNode", "description":"Node label of the current split"}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Job", "type":"string", "jsonPath":".status.currentJob", "description":"Job of the current split", "priority":1}"#,
+    printcolumn = r#"{"name":"Message", "type":"string", "jsonPath":".status.message", "description":"Why the workflow is in its phase", "priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{

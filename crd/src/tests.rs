@@ -100,7 +100,7 @@ fn every_field_outside_job_template_has_a_description() {
             for (name, child) in props {
                 let child_path = format!("{path}.{name}");
                 let opaque =
-                    ["metadata", "apiVersion", "kind"].contains(&name.as_str()) && path == "";
+                    ["metadata", "apiVersion", "kind"].contains(&name.as_str()) && path.is_empty();
                 if !opaque && child.get("description").is_none() {
                     missing.push(child_path.clone());
                 }

@@ -1,0 +1,289 @@
+use super::*;
+use crate::names::split_names;
+use crate::state::Machine;
+use k8s_openapi::jiff::Timestamp;
+
+fn at(second: i64) -> Time {
+    Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
+}
+
+fn job(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: Some(name.into()),
+        namespace: Some("ns".into()),
+        uid: Some(format!("uid-{name}")),
+        ..Default::default()
+    }
+}
+
+fn names(n: u32) -> SplitNames {
+    let node = ["node1", "node2", "node2"][n as usize - 1];
+    split_names("demo", "hello-world", n, Some(node))
+}
+
+fn three_nodes() -> Vec<Option<String>> {
+    vec![
+        Some("node1".into()),
+        Some("node2".into()),
+        Some("node2".into()),
+    ]
+}
+
+fn condition<'a>(status: &'a WorkflowStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[test]
+fn started_records_the_plan_and_points_at_split_one() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    assert_eq!(Machine::of(Some(&s)), Machine::Split(1));
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(s.total_splits, Some(3));
+    assert_eq!(s.progress.as_deref(), Some("0/3"));
+    assert_eq!(s.nodes, ["node1", "node2", "node2"]);
+    assert_eq!(s.current_node.as_deref(), Some("node1"));
+    assert_eq!(s.current_job.as_deref(), Some("demo-1-node1"));
+    assert_eq!(s.start_time, Some(at(0)));
+    assert_eq!(s.observed_generation, Some(1));
+    assert_eq!(s.splits.len(), 3);
+    assert_eq!(
+        s.splits[2].config_map.as_deref(),
+        Some("demo-hello-world-3-node2")
+    );
+    assert_eq!(s.splits[2].job.as_deref(), Some("demo-3-node2"));
+    assert!(
+        s.splits
+            .iter()
+            .all(|r| r.phase == Some(SplitPhase::Pending))
+    );
+    let progressing = condition(&s, CONDITION_PROGRESSING).unwrap();
+    assert_eq!(progressing.status, "True");
+}
+
+#[test]
+fn started_without_nodes_has_no_node_list() {
+    let names = |n| split_names("demo", "hello-world", n, None);
+    let s = started(&WorkflowStatus::default(), &[None], &names, Some(1), &at(0));
+    assert!(s.nodes.is_empty());
+    assert_eq!(s.current_node, None);
+    assert_eq!(s.current_job.as_deref(), Some("demo"));
+    assert_eq!(s.splits[0].config_map.as_deref(), Some("demo-hello-world"));
+}
+
+#[test]
+fn a_three_split_run_walks_every_state_to_succeeded() {
+    let mut s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    let outputs = [
+        vec![EnvVar::new("A", "1"), EnvVar::new("B", "x")],
+        vec![EnvVar::new("A", "2")],
+        vec![],
+    ];
+    for n in 1..=3u32 {
+        assert_eq!(Machine::of(Some(&s)), Machine::Split(n));
+        let name = names(n).job;
+        s = job_created(&s, n, job(&name), &at(10 * n as i64));
+        assert_eq!(Machine::of(Some(&s)), Machine::WaitingJob(n));
+        assert_eq!(s.active_jobs, vec![job(&name)]);
+        assert_eq!(s.current_job.as_deref(), Some(name.as_str()));
+        let record = &s.splits[n as usize - 1];
+        assert_eq!(record.phase, Some(SplitPhase::Running));
+        assert_eq!(record.start_time, Some(at(10 * n as i64)));
+        assert!(s.message.as_deref().unwrap().contains(&name));
+        s = advanced(&s, n, &outputs[n as usize - 1], &at(10 * n as i64 + 5)).unwrap();
+        assert!(s.active_jobs.is_empty());
+        assert_eq!(s.successful_jobs.len(), n as usize);
+        assert_eq!(s.splits[n as usize - 1].phase, Some(SplitPhase::Succeeded));
+        assert_eq!(s.progress.as_deref(), Some(format!("{n}/3").as_str()));
+    }
+    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(s.phase, Some(Phase::Succeeded));
+    assert_eq!(s.completion_time, Some(at(35)));
+    // Later values win and keep assignment order.
+    let carried: Vec<(&str, &str)> = s
+        .environment
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(carried, [("B", "x"), ("A", "2")]);
+    assert_eq!(condition(&s, CONDITION_COMPLETE).unwrap().status, "True");
+    assert_eq!(
+        condition(&s, CONDITION_PROGRESSING).unwrap().status,
+        "False"
+    );
+    assert!(condition(&s, CONDITION_FAILED).is_none());
+}
+
+#[test]
+fn a_job_failure_moves_the_job_to_failed_and_keeps_earlier_successes() {
+    let mut s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    s = job_created(&s, 1, job("demo-1-node1"), &at(1));
+    s = advanced(&s, 1, &[], &at(2)).unwrap();
+    s = job_created(&s, 2, job("demo-2-node2"), &at(3));
+    let s = failed(
+        &s,
+        FailReason::JobFailed,
+        "split 2: Job demo-2-node2 failed",
+        &at(4),
+    );
+    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(s.phase, Some(Phase::Failed));
+    assert_eq!(s.failed_jobs, vec![job("demo-2-node2")]);
+    assert_eq!(s.successful_jobs, vec![job("demo-1-node1")]);
+    assert!(s.active_jobs.is_empty());
+    assert_eq!(s.splits[1].phase, Some(SplitPhase::Failed));
+    assert_eq!(s.splits[2].phase, Some(SplitPhase::Pending));
+    assert_eq!(s.progress.as_deref(), Some("1/3"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("split 2: Job demo-2-node2 failed")
+    );
+    let failed_condition = condition(&s, CONDITION_FAILED).unwrap();
+    assert_eq!(failed_condition.status, "True");
+    assert_eq!(failed_condition.reason, "JobFailed");
+}
+
+#[test]
+fn an_invalid_workflow_fails_from_pending() {
+    let s = failed(
+        &WorkflowStatus::default(),
+        FailReason::InvalidWorkflow,
+        "bad",
+        &at(0),
+    );
+    assert_eq!(s.phase, Some(Phase::Failed));
+    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(s.start_time, Some(at(0)));
+    assert_eq!(s.completion_time, Some(at(0)));
+    assert_eq!(
+        condition(&s, CONDITION_FAILED).unwrap().reason,
+        "InvalidWorkflow"
+    );
+}
+
+#[test]
+fn a_conflict_while_creating_does_not_blame_a_job() {
+    let mut s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    s = failed(&s, FailReason::NameConflict, "ConfigMap x exists", &at(1));
+    assert!(s.failed_jobs.is_empty());
+    assert_eq!(s.splits[0].phase, Some(SplitPhase::Pending));
+}
+
+#[test]
+fn carried_outputs_are_bounded() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    let s = job_created(&s, 1, job("j"), &at(1));
+    let huge = vec![EnvVar::new("BIG", "x".repeat(MAX_CARRIED_BYTES))];
+    let err = advanced(&s, 1, &huge, &at(2)).unwrap_err();
+    assert!(err.contains("more than the"), "{err}");
+    // Re-setting a name replaces it, so repeated outputs do not accumulate.
+    let mut s = s;
+    for _ in 0..3 {
+        s = advanced(&s, 1, &[EnvVar::new("A", "y".repeat(100_000))], &at(2)).unwrap();
+    }
+    assert_eq!(s.environment.len(), 1);
+}
+
+#[test]
+fn condition_transition_time_changes_only_with_its_status() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    let s = job_created(&s, 1, job("j"), &at(5));
+    let s = advanced(&s, 1, &[], &at(6)).unwrap();
+    assert_eq!(
+        condition(&s, CONDITION_PROGRESSING)
+            .unwrap()
+            .last_transition_time,
+        at(0)
+    );
+    let s = failed(&s, FailReason::JobFailed, "x", &at(9));
+    assert_eq!(
+        condition(&s, CONDITION_PROGRESSING)
+            .unwrap()
+            .last_transition_time,
+        at(9)
+    );
+}
+
+#[test]
+fn observed_generation_is_stamped_on_status_and_conditions() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        None,
+        &at(0),
+    );
+    let s = observed(s, Some(4));
+    assert_eq!(s.observed_generation, Some(4));
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(4))
+    );
+}
+
+#[test]
+fn long_messages_are_truncated_on_a_char_boundary() {
+    let text = "é".repeat(MAX_MESSAGE_BYTES);
+    let cut = truncate(&text, MAX_MESSAGE_BYTES);
+    assert!(cut.len() <= MAX_MESSAGE_BYTES);
+    assert!(cut.ends_with("(truncated)"));
+    assert_eq!(truncate("short", 10), "short");
+    let s = failed(
+        &WorkflowStatus::default(),
+        FailReason::InvalidWorkflow,
+        &text,
+        &at(0),
+    );
+    assert!(s.message.unwrap().len() <= MAX_MESSAGE_BYTES);
+}
+
+#[test]
+fn carried_reads_the_status_environment() {
+    let s = WorkflowStatus {
+        environment: vec![roiergasias_crd::CarriedVar {
+            name: "A".into(),
+            value: "1".into(),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(carried(Some(&s)), vec![EnvVar::new("A", "1")]);
+    assert!(carried(None).is_empty());
+}
