@@ -12,12 +12,17 @@ const TICK: Duration = Duration::from_secs(20);
 pub fn run_with_ticker(cmd: &mut Command, label: &str) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     eprintln!("{label}: started");
-    let mut child = cmd.spawn().with_context(|| format!("{label}: starting {:?}", cmd.get_program()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{label}: starting {:?}", cmd.get_program()))?;
     let (done, ticks) = mpsc::channel::<()>();
     let label_owned = label.to_string();
     let ticker = std::thread::spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(TICK) {
-            eprintln!("{label_owned}: still running ({})", human(started.elapsed()));
+            eprintln!(
+                "{label_owned}: still running ({})",
+                human(started.elapsed())
+            );
         }
     });
     let status = child.wait();
@@ -29,7 +34,11 @@ pub fn run_with_ticker(cmd: &mut Command, label: &str) -> anyhow::Result<ExitSta
 /// `75s` → `1m15s`; short and stable for logs.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{:.1}s", d.as_secs_f64()) }
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             Outcome::Skipped => "skipped",
         };
         eprintln!("==> {name}: {mark} {note}");
-        steps.push(Step { name: name.to_string(), outcome, note });
+        steps.push(Step {
+            name: name.to_string(),
+            outcome,
+            note,
+        });
     };
 
     eprintln!("==> tools");
@@ -68,7 +72,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             return finish(steps, started);
         }
     };
-    record("cluster up", Outcome::Passed, format!("kubeconfig {}", up.kubeconfig.display()));
+    record(
+        "cluster up",
+        Outcome::Passed,
+        format!("kubeconfig {}", up.kubeconfig.display()),
+    );
 
     // The CRD must match the Rust types; gen-crd needs no cluster.
     if !interrupted.load(Ordering::SeqCst) {
@@ -85,13 +93,25 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     if !args.cargo_test_args.is_empty() {
         test.arg("--").args(&args.cargo_test_args);
     }
-    test.env("KUBECONFIG", &up.kubeconfig).env(crate::cluster::NAME_ENV, &cluster.name);
+    test.env("KUBECONFIG", &up.kubeconfig)
+        .env(crate::cluster::NAME_ENV, &cluster.name);
     let mut fmt = Command::new(&cargo);
     fmt.args(["fmt", "--all", "--check"]);
     let mut clippy = Command::new(&cargo);
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
 
-    for (name, mut cmd) in [("cargo test", test), ("cargo fmt --check", fmt), ("cargo clippy", clippy)] {
+    for (name, mut cmd) in [
+        ("cargo test", test),
+        ("cargo fmt --check", fmt),
+        ("cargo clippy", clippy),
+    ] {
         if interrupted.load(Ordering::SeqCst) {
             record(name, Outcome::Skipped, "(interrupted)".into());
             continue;
@@ -99,15 +119,31 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         eprintln!("==> {name}");
         let t = Instant::now();
         match progress::run_with_ticker(&mut cmd, name) {
-            Ok(s) if s.success() => record(name, Outcome::Passed, format!("({})", progress::human(t.elapsed()))),
-            Ok(s) => record(name, Outcome::Failed, format!("({s}, {})", progress::human(t.elapsed()))),
+            Ok(s) if s.success() => record(
+                name,
+                Outcome::Passed,
+                format!("({})", progress::human(t.elapsed())),
+            ),
+            Ok(s) => record(
+                name,
+                Outcome::Failed,
+                format!("({s}, {})", progress::human(t.elapsed())),
+            ),
             Err(e) => record(name, Outcome::Failed, format!("{e:#}")),
         }
     }
 
     if up.reused || args.keep_cluster {
-        let why = if up.reused { "it was already up before this run" } else { "--keep-cluster" };
-        record("cluster down", Outcome::Skipped, format!("(left running: {why})"));
+        let why = if up.reused {
+            "it was already up before this run"
+        } else {
+            "--keep-cluster"
+        };
+        record(
+            "cluster down",
+            Outcome::Skipped,
+            format!("(left running: {why})"),
+        );
     } else {
         eprintln!("==> cluster down");
         match cluster.down() {
@@ -132,7 +168,11 @@ fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {
         let note = s.note.lines().next().unwrap_or("");
         eprintln!("  {mark} {} {note}", s.name);
     }
-    let failed: Vec<_> = steps.iter().filter(|s| s.outcome == Outcome::Failed).map(|s| s.name.as_str()).collect();
+    let failed: Vec<_> = steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Failed)
+        .map(|s| s.name.as_str())
+        .collect();
     if !failed.is_empty() {
         bail!("failed: {}", failed.join(", "));
     }

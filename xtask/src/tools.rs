@@ -19,16 +19,26 @@ pub const BIN_ENV: &str = "ROIERGASIAS_K8S_BIN";
 
 #[derive(Subcommand)]
 pub enum ToolsCommand {
-    /// Print the directory holding the binaries (last line).
-    Path,
+    /// Print the directory holding the binaries (last line), building what is missing first.
+    Path {
+        /// Fail instead of building when a tool is missing.
+        #[arg(long)]
+        no_build: bool,
+    },
 }
 
 /// Where a tool's source lives and how `go` builds it.
 enum Source {
     /// A package of a committed wrapper module under xtask/go/ (its go.mod pins every sibling module).
-    Wrapper { module_dir: &'static str, package: &'static str },
+    Wrapper {
+        module_dir: &'static str,
+        package: &'static str,
+    },
     /// A plain `go install package@version`.
-    Install { package: &'static str, version: &'static str },
+    Install {
+        package: &'static str,
+        version: &'static str,
+    },
 }
 
 pub struct Tool {
@@ -41,42 +51,66 @@ pub struct Tool {
 pub const TOOLS: &[Tool] = &[
     Tool {
         name: "kube-apiserver",
-        source: Source::Wrapper { module_dir: "kubernetes", package: "k8s.io/kubernetes/cmd/kube-apiserver" },
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kube-apiserver",
+        },
         version_vars: kubernetes_version_vars,
     },
     Tool {
         name: "kube-controller-manager",
-        source: Source::Wrapper { module_dir: "kubernetes", package: "k8s.io/kubernetes/cmd/kube-controller-manager" },
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kube-controller-manager",
+        },
         version_vars: kubernetes_version_vars,
     },
     Tool {
         name: "kube-scheduler",
-        source: Source::Wrapper { module_dir: "kubernetes", package: "k8s.io/kubernetes/cmd/kube-scheduler" },
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kube-scheduler",
+        },
         version_vars: kubernetes_version_vars,
     },
     Tool {
         name: "kubectl",
-        source: Source::Wrapper { module_dir: "kubernetes", package: "k8s.io/kubernetes/cmd/kubectl" },
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kubectl",
+        },
         version_vars: kubernetes_version_vars,
     },
     Tool {
         name: "etcd",
-        source: Source::Wrapper { module_dir: "etcd", package: "go.etcd.io/etcd/server/v3" },
+        source: Source::Wrapper {
+            module_dir: "etcd",
+            package: "go.etcd.io/etcd/server/v3",
+        },
         version_vars: etcd_version_vars,
     },
     Tool {
         name: "kwok",
-        source: Source::Install { package: "sigs.k8s.io/kwok/cmd/kwok", version: KWOK_VERSION },
+        source: Source::Install {
+            package: "sigs.k8s.io/kwok/cmd/kwok",
+            version: KWOK_VERSION,
+        },
         version_vars: kwok_version_vars,
     },
     Tool {
         name: "kwokctl",
-        source: Source::Install { package: "sigs.k8s.io/kwok/cmd/kwokctl", version: KWOK_VERSION },
+        source: Source::Install {
+            package: "sigs.k8s.io/kwok/cmd/kwokctl",
+            version: KWOK_VERSION,
+        },
         version_vars: kwok_version_vars,
     },
     Tool {
         name: "helm",
-        source: Source::Install { package: "helm.sh/helm/v3/cmd/helm", version: HELM_VERSION },
+        source: Source::Install {
+            package: "helm.sh/helm/v3/cmd/helm",
+            version: HELM_VERSION,
+        },
         version_vars: helm_version_vars,
     },
 ];
@@ -84,30 +118,41 @@ pub const TOOLS: &[Tool] = &[
 fn kubernetes_version_vars() -> Vec<String> {
     let (major, minor) = major_minor(KUBERNETES_VERSION);
     // kubectl reports its client version from client-go, the servers from component-base.
-    ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
-        .iter()
-        .flat_map(|pkg| {
-            [
-                format!("{pkg}.gitVersion={KUBERNETES_VERSION}"),
-                format!("{pkg}.gitMajor={major}"),
-                format!("{pkg}.gitMinor={minor}"),
-                format!("{pkg}.gitTreeState=clean"),
-                format!("{pkg}.buildDate={}", build_date()),
-            ]
-        })
-        .collect()
+    [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ]
+    .iter()
+    .flat_map(|pkg| {
+        [
+            format!("{pkg}.gitVersion={KUBERNETES_VERSION}"),
+            format!("{pkg}.gitMajor={major}"),
+            format!("{pkg}.gitMinor={minor}"),
+            format!("{pkg}.gitTreeState=clean"),
+            format!("{pkg}.buildDate={}", build_date()),
+        ]
+    })
+    .collect()
 }
 
 fn etcd_version_vars() -> Vec<String> {
     // The version itself is a constant in etcd's api module; only the commit is left to the build.
-    vec![format!("go.etcd.io/etcd/api/v3/version.GitSHA={ETCD_VERSION}")]
+    vec![format!(
+        "go.etcd.io/etcd/api/v3/version.GitSHA={ETCD_VERSION}"
+    )]
 }
 
 fn kwok_version_vars() -> Vec<String> {
     // KubeVersion is the Kubernetes release kwokctl assumes when it chooses component flags.
     vec![
-        format!("sigs.k8s.io/kwok/pkg/consts.Version={}", KWOK_VERSION.trim_start_matches('v')),
-        format!("sigs.k8s.io/kwok/pkg/consts.KubeVersion={}", KUBERNETES_VERSION.trim_start_matches('v')),
+        format!(
+            "sigs.k8s.io/kwok/pkg/consts.Version={}",
+            KWOK_VERSION.trim_start_matches('v')
+        ),
+        format!(
+            "sigs.k8s.io/kwok/pkg/consts.KubeVersion={}",
+            KUBERNETES_VERSION.trim_start_matches('v')
+        ),
     ]
 }
 
@@ -139,7 +184,9 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("roiergasias"));
     }
-    let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).context("neither XDG_CACHE_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cache").join("roiergasias"))
 }
 
@@ -165,17 +212,35 @@ pub fn default_stages_file() -> anyhow::Result<PathBuf> {
 
 /// The binaries that are not in `dir` yet.
 pub fn missing(dir: &Path) -> Vec<&'static Tool> {
-    TOOLS.iter().filter(|t| !is_executable(&dir.join(t.name))).collect()
+    TOOLS
+        .iter()
+        .filter(|t| !is_executable(&dir.join(t.name)))
+        .collect()
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 pub fn run(command: Option<ToolsCommand>) -> anyhow::Result<()> {
+    if let Some(ToolsCommand::Path { no_build: true }) = command {
+        let dir = bin_dir()?;
+        let missing: Vec<_> = missing(&dir).iter().map(|t| t.name).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} lacks {}: `cargo xtask tools` builds them",
+                dir.display(),
+                missing.join(", ")
+            );
+        }
+        println!("{}", dir.display());
+        return Ok(());
+    }
     let dir = ensure()?;
-    if matches!(command, Some(ToolsCommand::Path)) {
+    if matches!(command, Some(ToolsCommand::Path { .. })) {
         println!("{}", dir.display());
     } else {
         eprintln!("all tools are in {}:", dir.display());
@@ -233,7 +298,11 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
 
 /// `go` must be on PATH and new enough for the wrapper modules (GOTOOLCHAIN=local forbids downloading another).
 fn check_go() -> anyhow::Result<String> {
-    let output = match Command::new("go").arg("version").env("GOTOOLCHAIN", "local").output() {
+    let output = match Command::new("go")
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+    {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no Go toolchain: `go` is not on PATH.\n\
@@ -245,9 +314,16 @@ fn check_go() -> anyhow::Result<String> {
     };
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if !output.status.success() {
-        bail!("`go version` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "`go version` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
-    let version = text.split_whitespace().nth(2).unwrap_or("").trim_start_matches("go");
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .trim_start_matches("go");
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) < (1, 26) {
@@ -260,7 +336,10 @@ fn check_go() -> anyhow::Result<String> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn build(tool: &Tool, dir: &Path, label: &str) -> anyhow::Result<()> {
@@ -275,9 +354,13 @@ fn build(tool: &Tool, dir: &Path, label: &str) -> anyhow::Result<()> {
     }
     let ldflags = ldflags.join(" ");
     let mut cmd = Command::new("go");
-    cmd.env("GOTOOLCHAIN", "local");
+    // A user's GOFLAGS (e.g. -mod=mod) must not loosen the pinned go.sum.
+    cmd.env("GOTOOLCHAIN", "local").env("GOFLAGS", "");
     let built = match &tool.source {
-        Source::Wrapper { module_dir, package } => {
+        Source::Wrapper {
+            module_dir,
+            package,
+        } => {
             let out = scratch.join(tool.name);
             cmd.current_dir(workspace_root().join("xtask/go").join(module_dir))
                 .args(["build", "-o"])
@@ -287,10 +370,12 @@ fn build(tool: &Tool, dir: &Path, label: &str) -> anyhow::Result<()> {
         }
         Source::Install { package, version } => {
             // Outside any module, so `go install pkg@version` uses that module's own go.mod.
-            cmd.current_dir(&scratch)
-                .env("GOBIN", &scratch)
-                .env("GOFLAGS", "")
-                .args(["install", "-ldflags", &ldflags, &format!("{package}@{version}")]);
+            cmd.current_dir(&scratch).env("GOBIN", &scratch).args([
+                "install",
+                "-ldflags",
+                &ldflags,
+                &format!("{package}@{version}"),
+            ]);
             scratch.join(package.rsplit('/').next().unwrap_or(tool.name))
         }
     };
@@ -320,7 +405,8 @@ fn write_default_stages(dest: &Path) -> anyhow::Result<()> {
     let mut text = String::new();
     for file in DEFAULT_STAGE_FILES {
         let path = module.join(file);
-        let body = std::fs::read_to_string(&path).with_context(|| format!("reading kwok's default stage {}", path.display()))?;
+        let body = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading kwok's default stage {}", path.display()))?;
         text.push_str("---\n");
         text.push_str(&body);
         if !body.ends_with('\n') {
@@ -339,11 +425,20 @@ fn kwok_module_dir() -> anyhow::Result<PathBuf> {
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "")
         .current_dir(std::env::temp_dir())
-        .args(["mod", "download", "-json", &format!("sigs.k8s.io/kwok@{KWOK_VERSION}")])
+        .args([
+            "mod",
+            "download",
+            "-json",
+            &format!("sigs.k8s.io/kwok@{KWOK_VERSION}"),
+        ])
         .output()
         .context("running `go mod download` for kwok's default stages")?;
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("`go mod download` said: {}", String::from_utf8_lossy(&out.stderr).trim()))?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`go mod download` said: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
     match info.get("Dir").and_then(|d| d.as_str()) {
         Some(dir) if out.status.success() => Ok(PathBuf::from(dir)),
         _ => bail!("`go mod download sigs.k8s.io/kwok@{KWOK_VERSION}` failed: {info}"),
@@ -378,7 +473,10 @@ mod tests {
     fn missing_lists_only_absent_or_non_executable_tools() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        for tool in TOOLS.iter().filter(|t| t.name != "helm" && t.name != "etcd") {
+        for tool in TOOLS
+            .iter()
+            .filter(|t| t.name != "helm" && t.name != "etcd")
+        {
             let path = dir.path().join(tool.name);
             std::fs::write(&path, "").unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();

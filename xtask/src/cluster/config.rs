@@ -9,8 +9,12 @@ pub const ROIERGASIAS_STAGES: &str = include_str!("../../kwok/roiergasias-stages
 ///
 /// JSON strings are valid YAML scalars, so paths are quoted with serde_json whatever they contain.
 pub fn render(bin: &Path, apiserver_port: Option<u16>, default_stages: &str) -> String {
-    let path = |name: &str| serde_json::to_string(&bin.join(name).display().to_string()).expect("a string");
-    let port = apiserver_port.map(|p| format!("  kubeApiserverPort: {p}\n")).unwrap_or_default();
+    let path = |name: &str| {
+        serde_json::to_string(&bin.join(name).display().to_string()).expect("a string")
+    };
+    let port = apiserver_port
+        .map(|p| format!("  kubeApiserverPort: {p}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -52,7 +56,10 @@ mod tests {
             ("etcdBinary", "etcd"),
             ("kwokControllerBinary", "kwok"),
         ] {
-            assert!(text.contains(&format!("  {key}: \"/cache/bin/{name}\"\n")), "{key} missing in\n{text}");
+            assert!(
+                text.contains(&format!("  {key}: \"/cache/bin/{name}\"\n")),
+                "{key} missing in\n{text}"
+            );
         }
         assert!(text.contains("  bindAddress: 127.0.0.1\n"));
         assert!(!text.contains("kubeApiserverPort"));

@@ -68,13 +68,19 @@ enum Found {
 
 impl Cluster {
     pub fn from_env() -> anyhow::Result<Self> {
-        let name = std::env::var(NAME_ENV).ok().filter(|n| !n.is_empty()).unwrap_or_else(|| DEFAULT_NAME.to_string());
+        let name = std::env::var(NAME_ENV)
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAME.to_string());
         Self::new(&name)
     }
 
     pub fn new(name: &str) -> anyhow::Result<Self> {
         validate_name(name)?;
-        Ok(Self { name: name.to_string(), workdir: tools::cache_root()?.join("kwok") })
+        Ok(Self {
+            name: name.to_string(),
+            workdir: tools::cache_root()?.join("kwok"),
+        })
     }
 
     fn dir(&self) -> PathBuf {
@@ -91,7 +97,9 @@ impl Cluster {
 
     fn kwokctl(&self, bin: &Path) -> Command {
         let mut cmd = Command::new(bin.join("kwokctl"));
-        cmd.env("KWOK_WORKDIR", &self.workdir).arg("--name").arg(&self.name);
+        cmd.env("KWOK_WORKDIR", &self.workdir)
+            .arg("--name")
+            .arg(&self.name);
         cmd
     }
 
@@ -106,14 +114,21 @@ impl Cluster {
             return Found::Absent;
         }
         let components = procs::components(&self.dir());
-        let dead: Vec<_> = components.iter().filter(|c| !c.running).map(|c| c.name.as_str()).collect();
+        let dead: Vec<_> = components
+            .iter()
+            .filter(|c| !c.running)
+            .map(|c| c.name.as_str())
+            .collect();
         if components.is_empty() {
             return Found::Stale("no process of it is recorded".into());
         }
         if !dead.is_empty() {
             return Found::Stale(format!("not running: {}", dead.join(", ")));
         }
-        match output(self.kubectl(bin).args(["get", "--raw", "/readyz", "--request-timeout=5s"])) {
+        match output(
+            self.kubectl(bin)
+                .args(["get", "--raw", "/readyz", "--request-timeout=5s"]),
+        ) {
             Ok(o) if o.status.success() => Found::Healthy,
             _ => Found::Stale("its API server does not answer /readyz".into()),
         }
@@ -155,7 +170,10 @@ impl Cluster {
             progress::human(started.elapsed()),
             self.rss_kib() / 1024
         );
-        Ok(Up { kubeconfig: self.kubeconfig(), reused })
+        Ok(Up {
+            kubeconfig: self.kubeconfig(),
+            reused,
+        })
     }
 
     fn create(&self, bin: &Path, port: Option<u16>) -> anyhow::Result<()> {
@@ -164,12 +182,22 @@ impl Cluster {
         let config_path = self.workdir.join(format!("{}.kwokctl.yaml", self.name));
         std::fs::write(&config_path, config::render(bin, port, &stages))
             .with_context(|| format!("writing {}", config_path.display()))?;
-        eprintln!("creating cluster `{}` with kwokctl (binary runtime, loopback only)", self.name);
+        eprintln!(
+            "creating cluster `{}` with kwokctl (binary runtime, loopback only)",
+            self.name
+        );
         let mut cmd = self.kwokctl(bin);
         cmd.args(["create", "cluster", "--runtime", "binary", "--config"])
             .arg(&config_path)
             // An empty --kubeconfig keeps kwokctl away from ~/.kube/config.
-            .args(["--kubeconfig", "", "--wait", CREATE_TIMEOUT, "--timeout", CREATE_TIMEOUT])
+            .args([
+                "--kubeconfig",
+                "",
+                "--wait",
+                CREATE_TIMEOUT,
+                "--timeout",
+                CREATE_TIMEOUT,
+            ])
             .stdout(stderr_stdio()?);
         let status = progress::run_with_ticker(&mut cmd, "kwokctl create cluster")?;
         // --wait only logs a timeout; the API server must really answer.
@@ -206,7 +234,11 @@ impl Cluster {
         for entry in logs.flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             if let Some(line) = text.lines().find(|l| l.contains("address already in use")) {
-                let component = entry.path().file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                let component = entry
+                    .path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 return Some(format!(
                     "{component} could not listen because a port is already in use by another process ({})",
                     line.trim()
@@ -218,7 +250,10 @@ impl Cluster {
 
     fn ensure_nodes(&self, bin: &Path) -> anyhow::Result<()> {
         let mut apply = self.kubectl(bin);
-        apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(stderr_stdio()?);
+        apply
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(stderr_stdio()?);
         let mut child = apply.spawn().context("starting kubectl apply")?;
         {
             use std::io::Write;
@@ -245,11 +280,22 @@ impl Cluster {
         // Pods need the namespace's default ServiceAccount, which the controller manager creates shortly after start.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if output(self.kubectl(bin).args(["get", "serviceaccount", "default", "-n", "default"]))?.status.success() {
+            if output(self.kubectl(bin).args([
+                "get",
+                "serviceaccount",
+                "default",
+                "-n",
+                "default",
+            ]))?
+            .status
+            .success()
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the controller manager did not create the default ServiceAccount within 60s");
+                bail!(
+                    "the controller manager did not create the default ServiceAccount within 60s"
+                );
             }
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -261,13 +307,19 @@ impl Cluster {
         if bin.join("kwokctl").is_file() && self.exists() {
             let out = output(self.kwokctl(bin).args(["delete", "cluster"]))?;
             if !out.status.success() {
-                eprintln!("kwokctl delete cluster failed, cleaning up by hand: {}", String::from_utf8_lossy(&out.stderr).trim());
+                eprintln!(
+                    "kwokctl delete cluster failed, cleaning up by hand: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
         }
         let strays = procs::sweep(&dir);
         let left = procs::kill_all(&strays, &dir, Duration::from_secs(5));
         if !left.is_empty() {
-            bail!("could not stop processes {left:?} of cluster `{}`", self.name);
+            bail!(
+                "could not stop processes {left:?} of cluster `{}`",
+                self.name
+            );
         }
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -284,7 +336,11 @@ impl Cluster {
         }
         let started = Instant::now();
         self.delete(&tools::bin_dir()?)?;
-        eprintln!("cluster `{}` deleted, all its processes stopped ({})", self.name, progress::human(started.elapsed()));
+        eprintln!(
+            "cluster `{}` deleted, all its processes stopped ({})",
+            self.name,
+            progress::human(started.elapsed())
+        );
         Ok(())
     }
 
@@ -299,7 +355,9 @@ impl Cluster {
                 return Ok(());
             }
             Found::Healthy => println!("state:      up and healthy"),
-            Found::Stale(why) => println!("state:      stale ({why}); `cargo xtask cluster up` replaces it"),
+            Found::Stale(why) => {
+                println!("state:      stale ({why}); `cargo xtask cluster up` replaces it")
+            }
         }
         println!("kubeconfig: {}", self.kubeconfig().display());
         let mut total_kib = 0;
@@ -308,12 +366,19 @@ impl Cluster {
             total_kib += rss.unwrap_or(0);
             let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
             let state = if c.running { "running" } else { "NOT running" };
-            let rss = rss.map(|k| format!(", {} MiB", k / 1024)).unwrap_or_default();
+            let rss = rss
+                .map(|k| format!(", {} MiB", k / 1024))
+                .unwrap_or_default();
             println!("  {:<24} pid {pid:<8} {state}{rss}", c.name);
         }
         println!("memory:     {} MiB resident in total", total_kib / 1024);
-        if let Ok(o) = output(self.kubectl(&bin).args(["get", "nodes", "-L", "node.roiergasias", "--request-timeout=5s"]))
-            && o.status.success()
+        if let Ok(o) = output(self.kubectl(&bin).args([
+            "get",
+            "nodes",
+            "-L",
+            "node.roiergasias",
+            "--request-timeout=5s",
+        ])) && o.status.success()
         {
             print!("{}", String::from_utf8_lossy(&o.stdout));
         }
@@ -322,7 +387,11 @@ impl Cluster {
 
     /// Resident memory of every process of the cluster, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        procs::components(&self.dir()).iter().filter(|c| c.running).filter_map(|c| c.pid.and_then(rss_kib)).sum()
+        procs::components(&self.dir())
+            .iter()
+            .filter(|c| c.running)
+            .filter_map(|c| c.pid.and_then(rss_kib))
+            .sum()
     }
 }
 
@@ -335,10 +404,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
 fn validate_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 40
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-');
     if !ok {
-        bail!("{NAME_ENV}={name:?} is not a valid cluster name: use 1-40 lowercase letters, digits and '-'");
+        bail!(
+            "{NAME_ENV}={name:?} is not a valid cluster name: use 1-40 lowercase letters, digits and '-'"
+        );
     }
     Ok(())
 }
@@ -366,7 +439,8 @@ fn check_port_free(port: u16) -> anyhow::Result<()> {
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<Output> {
-    cmd.output().with_context(|| format!("running {:?}", cmd.get_program()))
+    cmd.output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))
 }
 
 /// Child stdout goes to our stderr so that our stdout carries only the kubeconfig path.
@@ -394,7 +468,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let err = check_port_free(port).unwrap_err().to_string();
-        assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("already in use"), "{err}");
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains("already in use"),
+            "{err}"
+        );
         assert!(err.contains(PORT_ENV), "{err}");
         drop(listener);
         assert!(check_port_free(port).is_ok());

@@ -1,15 +1,20 @@
 //! The fake nodes kwok keeps alive: two labelled `node.roiergasias=<label>`, one unlabelled.
 
 /// (node name, value of the `node.roiergasias` label).
-pub const NODES: &[(&str, Option<&str>)] =
-    &[("kwok-node1", Some("node1")), ("kwok-node2", Some("node2")), ("kwok-plain", None)];
+pub const NODES: &[(&str, Option<&str>)] = &[
+    ("kwok-node1", Some("node1")),
+    ("kwok-node2", Some("node2")),
+    ("kwok-plain", None),
+];
 
 /// Marks our fake nodes so `kubectl wait` can select them all.
 pub const FAKE_NODE_LABEL: &str = "type=kwok";
 
 /// A Node manifest kwok adopts (annotation `kwok.x-k8s.io/node: fake`), untainted so ordinary pods schedule.
 pub fn manifest(name: &str, label: Option<&str>) -> String {
-    let extra_label = label.map(|l| format!("    node.roiergasias: {l}\n")).unwrap_or_default();
+    let extra_label = label
+        .map(|l| format!("    node.roiergasias: {l}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: v1
 kind: Node
@@ -43,7 +48,11 @@ metadata:
 
 /// Every node, as one multi-document manifest for `kubectl apply`.
 pub fn all() -> String {
-    NODES.iter().map(|(name, label)| manifest(name, *label)).collect::<Vec<_>>().join("---\n")
+    NODES
+        .iter()
+        .map(|(name, label)| manifest(name, *label))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 #[cfg(test)]
@@ -58,6 +67,9 @@ mod tests {
         assert!(text.contains("node.roiergasias: node2\n"));
         assert_eq!(text.matches("node.roiergasias:").count(), 2);
         assert_eq!(text.matches("kwok.x-k8s.io/node: fake").count(), 3);
-        assert!(!text.contains("taints"), "pods must schedule without tolerations");
+        assert!(
+            !text.contains("taints"),
+            "pods must schedule without tolerations"
+        );
     }
 }

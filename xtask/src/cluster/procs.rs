@@ -15,13 +15,17 @@ pub struct Component {
 
 /// The components recorded in the cluster's pid files.
 pub fn components(cluster_dir: &Path) -> Vec<Component> {
-    let Ok(entries) = std::fs::read_dir(cluster_dir.join("pids")) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(cluster_dir.join("pids")) else {
+        return Vec::new();
+    };
     let mut found: Vec<Component> = entries
         .flatten()
         .filter_map(|e| {
             let path = e.path();
             let name = path.file_stem()?.to_str()?.to_string();
-            let pid = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
             let running = pid.is_some_and(|p| belongs_to(p, cluster_dir));
             Some(Component { name, pid, running })
         })
@@ -48,13 +52,18 @@ pub fn belongs_to(pid: u32, cluster_dir: &Path) -> bool {
 fn is_zombie(proc: &Path) -> bool {
     std::fs::read_to_string(proc.join("stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 /// Every live process that belongs to the cluster, pid files or not.
 pub fn sweep(cluster_dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let me = std::process::id();
     let mut pids: Vec<u32> = entries
         .flatten()
@@ -72,7 +81,12 @@ pub fn kill_all(pids: &[u32], cluster_dir: &Path, grace: Duration) -> Vec<u32> {
     }
     signal("-TERM", pids);
     let deadline = Instant::now() + grace;
-    let alive = |pids: &[u32]| pids.iter().copied().filter(|&p| belongs_to(p, cluster_dir)).collect::<Vec<_>>();
+    let alive = |pids: &[u32]| {
+        pids.iter()
+            .copied()
+            .filter(|&p| belongs_to(p, cluster_dir))
+            .collect::<Vec<_>>()
+    };
     while Instant::now() < deadline {
         if alive(pids).is_empty() {
             return Vec::new();
@@ -88,7 +102,10 @@ fn signal(sig: &str, pids: &[u32]) {
     if pids.is_empty() {
         return;
     }
-    let _ = Command::new("kill").arg(sig).args(pids.iter().map(|p| p.to_string())).status();
+    let _ = Command::new("kill")
+        .arg(sig)
+        .args(pids.iter().map(|p| p.to_string()))
+        .status();
 }
 
 #[cfg(test)]
@@ -98,12 +115,19 @@ mod tests {
     #[test]
     fn a_process_started_in_the_cluster_dir_is_found_and_killed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("sleep").arg("30").current_dir(dir.path()).spawn().unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         assert!(belongs_to(pid, dir.path()));
         assert!(sweep(dir.path()).contains(&pid));
         let other = tempfile::tempdir().unwrap();
-        assert!(!belongs_to(pid, other.path()), "a process elsewhere is not ours");
+        assert!(
+            !belongs_to(pid, other.path()),
+            "a process elsewhere is not ours"
+        );
         let left = kill_all(&[pid], dir.path(), Duration::from_secs(5));
         let _ = child.wait();
         assert!(left.is_empty());
@@ -115,7 +139,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("pids")).unwrap();
         // Our own pid is alive but not the cluster's: it must not count as running.
-        std::fs::write(dir.path().join("pids/etcd.pid"), std::process::id().to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("pids/etcd.pid"),
+            std::process::id().to_string(),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("pids/kube-apiserver.pid"), "garbage").unwrap();
         let found = components(dir.path());
         assert_eq!(found.len(), 2);
