@@ -94,7 +94,9 @@ async fn main() -> ExitCode {
 
 fn init_tracing(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match args.log_format {
         Text => builder.try_init().map_err(|e| e.to_string())?,
         // Span fields (namespace, workflow) go on every line.

@@ -213,6 +213,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                 "Started",
                 "Start",
                 &format!("valid workflow: {} split(s){on}", nodes.len()),
+                None,
             )
             .await;
             Ok(Requeue::await_change())
@@ -306,6 +307,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                     "OutputsIgnored",
                     "CollectOutputs",
                     &message,
+                    Some(job_named(workflow, &names(split).job)),
                 )
                 .await;
             }
@@ -322,6 +324,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                         "Job {} completed; all {total} split(s) succeeded",
                         names.job
                     ),
+                    Some(job_named(workflow, &names.job)),
                 )
                 .await;
             } else {
@@ -342,6 +345,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                         },
                         split + 1
                     ),
+                    Some(job_named(workflow, &names.job)),
                 )
                 .await;
             }
@@ -631,6 +635,7 @@ async fn create_split(
             "split {n}/{total}: created ConfigMap {} and Job {}{on}",
             names.config_map, names.job
         ),
+        Some(job_named(workflow, &names.job)),
     )
     .await;
     Ok(Requeue::await_change())
@@ -702,6 +707,10 @@ async fn fail(
         reason.as_str(),
         "Fail",
         message,
+        status
+            .current_job
+            .as_deref()
+            .map(|job| job_named(workflow, job)),
     )
     .await;
     // Done: no requeue, so an invalid workflow never causes a retry storm.
@@ -752,6 +761,9 @@ pub fn status_patch(old: Option<&WorkflowStatus>, new: &WorkflowStatus) -> Resul
     Ok(patch)
 }
 
+/// Publishes an Event on the Workflow without holding up the reconcile: the next transition
+/// need not wait for it. `related` (the split's Job) keeps each split's Events apart, since the
+/// recorder folds Events with equal keys into one series.
 async fn publish(
     ctx: &Context,
     workflow: &Workflow,
@@ -759,22 +771,39 @@ async fn publish(
     reason: &str,
     action: &str,
     note: &str,
+    related: Option<ObjectReference>,
 ) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(transition::truncate(note, 1000)),
         action: action.into(),
-        secondary: None,
+        secondary: related,
     };
-    match ctx
-        .recorder
-        .publish(&event, &workflow.object_ref(&()))
-        .await
-    {
-        Ok(()) => ctx.metrics.count_write(ApiWrite::Event),
-        // Events are for people; a lost one must not stop the workflow.
-        Err(error) => warn!(%error, reason, "could not publish an Event"),
+    let recorder = ctx.recorder.clone();
+    let metrics = ctx.metrics.clone();
+    let regarding = workflow.object_ref(&());
+    let reason = reason.to_owned();
+    tokio::spawn(
+        async move {
+            match recorder.publish(&event, &regarding).await {
+                Ok(()) => metrics.count_write(ApiWrite::Event),
+                // Events are for people; a lost one must not stop the workflow.
+                Err(error) => warn!(%error, reason, "could not publish an Event"),
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+/// A reference to Job `name` in the Workflow's namespace.
+fn job_named(workflow: &Workflow, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: Some(name.to_owned()),
+        namespace: workflow.namespace(),
+        ..Default::default()
     }
 }
 

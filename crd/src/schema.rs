@@ -12,7 +12,24 @@ use serde_json::Value;
 pub fn job_template(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = JobTemplateSpec::json_schema(generator);
     strip_descriptions(schema.as_object_mut().map(|o| o as &mut _));
+    // The operator supplies the runner container when there is none, so neither the pod
+    // template nor its containers are required here.
+    optional(&mut schema, "/properties/spec", "template");
+    optional(&mut schema, "/properties/spec/properties/template/properties/spec", "containers");
     schema
+}
+
+/// Removes `field` from the `required` list of the schema at `pointer`.
+fn optional(schema: &mut Schema, pointer: &str, field: &str) {
+    let Some(Value::Object(object)) = schema.pointer_mut(pointer) else {
+        return;
+    };
+    if let Some(Value::Array(required)) = object.get_mut("required") {
+        required.retain(|r| r != field);
+        if required.is_empty() {
+            object.remove("required");
+        }
+    }
 }
 
 /// Removes `description` from every schema object below `object`, keeping properties that happen

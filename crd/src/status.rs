@@ -27,10 +27,12 @@ pub struct WorkflowStatus {
 
     /// The split the machine is at, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i32>")]
     pub current_split: Option<u32>,
 
     /// Number of splits of the workflow (one per task when tasks name nodes, else 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i32>")]
     pub total_splits: Option<u32>,
 
     /// Splits completed / splits in total, e.g. "2/3".
@@ -135,6 +137,7 @@ pub enum MachineState {
 #[serde(rename_all = "camelCase")]
 pub struct SplitRecord {
     /// Position of the split, from 1.
+    #[schemars(with = "i32")]
     pub index: u32,
     /// Node label the split runs on, if its task names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -133,6 +133,12 @@ fn job_template_schema_is_structural_without_nested_descriptions() {
         ["properties"]["containers"];
     assert_eq!(containers["type"], "array");
     assert_eq!(containers["items"]["required"], json!(["name"]));
+    // The operator adds the runner container itself: neither template nor containers required.
+    assert!(template["properties"]["spec"]["required"].is_null());
+    assert!(
+        template["properties"]["spec"]["properties"]["template"]["properties"]["spec"]["required"]
+            .is_null()
+    );
     let nested = serde_json::to_string(&template["properties"]).unwrap();
     assert!(
         !nested.contains("\"description\":"),

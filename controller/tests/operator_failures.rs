@@ -1,0 +1,166 @@
+//! Failures on the real control plane: a failing Job, invalid YAML and a name taken by someone
+//! else each fail the workflow with a clear message and an Event, and nothing runs after.
+
+mod common;
+mod operator_support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use operator_support::*;
+use roiergasias_crd::{CONDITION_FAILED, MachineState, Phase, SplitPhase, Workflow};
+use serde_json::json;
+
+const DONE: Duration = Duration::from_secs(60);
+
+async fn wait_event(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let events = event_reasons(client, ns, name).await;
+        if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
+            return note.clone();
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!("Workflow {name}: no {reason} Event; got {events:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_job_fails_the_workflow_with_the_pods_message() {
+    let (client, ns) = setup("op-jobfail").await;
+    let _operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    let failing = pod_annotations(json!({
+        "kwok.roiergasias.io/fail": "3",
+        "kwok.roiergasias.io/fail-message": "task 1 step 2: `make model` exited with status 3"
+    }));
+    api.create(
+        &PostParams::default(),
+        &workflow("doomed", THREE, Some(failing)),
+    )
+    .await
+    .unwrap();
+    let done = wait_phase(&api, "doomed", Phase::Failed, DONE).await;
+    let status = done.status.unwrap();
+    let message = status.message.clone().unwrap();
+    assert!(message.contains("Job doomed-1-node1 failed"), "{message}");
+    assert!(
+        message.contains("`make model` exited with status 3"),
+        "{message}"
+    );
+    assert_eq!(status.state, Some(MachineState::Done));
+    assert_eq!(status.failed_jobs.len(), 1);
+    assert!(status.active_jobs.is_empty());
+    assert_eq!(status.splits[0].phase, Some(SplitPhase::Failed));
+    assert_eq!(status.splits[1].phase, Some(SplitPhase::Pending));
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_FAILED)
+        .unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("True", "JobFailed")
+    );
+    let note = wait_event(&client, &ns.name, "doomed", "JobFailed").await;
+    assert!(note.contains("exited with status 3"), "{note}");
+    // Nothing ran after the failed split.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cms, jobs) = owned_names(&client, &ns.name, "doomed").await;
+    assert_eq!(jobs, ["doomed-1-node1"]);
+    assert_eq!(cms, ["doomed-hello-world-1-node1"]);
+}
+
+#[tokio::test]
+async fn invalid_yaml_fails_with_the_validation_message_and_creates_nothing() {
+    let (client, ns) = setup("op-invalid").await;
+    let _operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    let invalid = "version: 0.1\ntask:\n  - sequential:\n      - frobnicate:\n          - x\n";
+    api.create(&PostParams::default(), &workflow("bad", invalid, None))
+        .await
+        .unwrap();
+    let done = wait_phase(&api, "bad", Phase::Failed, DONE).await;
+    let status = done.status.clone().unwrap();
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("workflowYAML.yaml:4:"),
+        "located: {message}"
+    );
+    assert!(
+        message.contains("frobnicate"),
+        "names the problem: {message}"
+    );
+    let note = wait_event(&client, &ns.name, "bad", "InvalidWorkflow").await;
+    assert!(note.contains("frobnicate"), "{note}");
+
+    // No storm: the failed workflow is left alone (no further status writes, no objects).
+    let version = done.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = api.get("bad").await.unwrap();
+    assert_eq!(
+        later.metadata.resource_version, version,
+        "status kept changing"
+    );
+    let (cms, jobs) = owned_names(&client, &ns.name, "bad").await;
+    assert!(cms.is_empty() && jobs.is_empty(), "{cms:?} {jobs:?}");
+    let events = event_reasons(&client, &ns.name, "bad").await;
+    assert_eq!(events.len(), 1, "one Event, no retries: {events:#?}");
+}
+
+#[tokio::test]
+async fn a_configmap_owned_by_someone_else_fails_the_workflow_clearly() {
+    let (client, ns) = setup("op-conflict").await;
+    let squatter: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "taken-hello-world"},
+        "data": {"hello-world.yaml": "not ours"}
+    }))
+    .unwrap();
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &squatter)
+        .await
+        .unwrap();
+    let _operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &workflow("taken", SINGLE, None))
+        .await
+        .unwrap();
+    let done = wait_phase(&api, "taken", Phase::Failed, DONE).await;
+    let message = done.status.unwrap().message.unwrap();
+    assert!(
+        message.contains(
+            "ConfigMap taken-hello-world already exists and is not owned by this Workflow"
+        ),
+        "{message}"
+    );
+    let untouched = ns
+        .api::<ConfigMap>()
+        .get("taken-hello-world")
+        .await
+        .unwrap();
+    assert_eq!(untouched.data.unwrap()["hello-world.yaml"], "not ours");
+    wait_event(&client, &ns.name, "taken", "NameConflict").await;
+}
+
+#[tokio::test]
+async fn the_spec_cannot_change_once_created() {
+    let (_client, ns) = setup("op-immutable").await;
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &workflow("fixed", SINGLE, None))
+        .await
+        .unwrap();
+    let patch =
+        json!({"spec": {"workflowYAML": {"name": "hello-world", "yaml": "version: 0.1\n"}}});
+    let err = api
+        .patch(
+            "fixed",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect_err("the API server must refuse a spec change");
+    assert!(err.to_string().contains("spec is immutable"), "{err}");
+}

@@ -1,0 +1,168 @@
+//! Restart safety: the controller process is killed at each point of a three-split workflow and
+//! started again; the workflow finishes with exactly one ConfigMap and one Job per split, and the
+//! outputs reported before the crash still reach later splits.
+
+mod common;
+mod operator_support;
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, PostParams};
+use operator_support::*;
+use roiergasias_crd::{MachineState, Phase, Workflow};
+use roiergasias_engine::EnvVar;
+use serde_json::json;
+
+const DONE: Duration = Duration::from_secs(60);
+/// Exit code of a test crash point.
+const CRASHED: i32 = 86;
+
+fn with_outputs() -> Workflow {
+    workflow(
+        "restart",
+        THREE,
+        Some(pod_annotations(json!({
+            "kwok.roiergasias.io/termination-message": "{\"MODEL\":\"m.pkl\"}"
+        }))),
+    )
+}
+
+/// After a restart the workflow succeeds with exactly one ConfigMap and Job per split, and the
+/// ConfigMaps carry the first pod's outputs.
+async fn finishes_exactly_once(client: &Client, ns: &str, api: &Api<Workflow>) {
+    let done = wait_phase(api, "restart", Phase::Succeeded, DONE).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.successful_jobs.len(), 3, "{status:#?}");
+    let (cms, jobs) = owned_names(client, ns, "restart").await;
+    assert_eq!(
+        cms,
+        [
+            "restart-hello-world-1-node1",
+            "restart-hello-world-2-node2",
+            "restart-hello-world-3-node2"
+        ]
+    );
+    assert_eq!(
+        jobs,
+        ["restart-1-node1", "restart-2-node2", "restart-3-node2"]
+    );
+    let carried = [EnvVar::new("MODEL", "m.pkl")];
+    for (n, cm) in cms.iter().enumerate().skip(1) {
+        assert_eq!(
+            config_map_text(client, ns, cm).await,
+            expected_split(THREE, n + 1, &carried),
+            "ConfigMap {cm}"
+        );
+    }
+}
+
+/// Runs until the crash point `point` makes the operator exit, checks the state it left, then
+/// restarts it and checks the workflow finishes exactly once.
+async fn crash_then_resume(
+    prefix: &str,
+    point: &str,
+    check: impl Fn(&Workflow, &[String], &[String]),
+) {
+    let (client, ns) = setup(prefix).await;
+    let mut operator = Operator::start_with(&ns.name, &[("ROIERGASIAS_TEST_CRASH_AFTER", point)]);
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &with_outputs())
+        .await
+        .unwrap();
+    let code = operator.exited(DONE).await;
+    assert_eq!(
+        code,
+        Some(CRASHED),
+        "the operator should stop at {point}:\n{}",
+        operator.log()
+    );
+    drop(operator);
+    let left = api.get("restart").await.unwrap();
+    let (cms, jobs) = owned_names(&client, &ns.name, "restart").await;
+    check(&left, &cms, &jobs);
+
+    let _operator = Operator::start(&ns.name);
+    finishes_exactly_once(&client, &ns.name, &api).await;
+}
+
+fn state(wf: &Workflow) -> (Option<MachineState>, Option<u32>) {
+    let s = wf.status.clone().unwrap_or_default();
+    (s.state, s.current_split)
+}
+
+#[tokio::test]
+async fn killed_after_configmap_before_job() {
+    crash_then_resume("op-crash-cm", "configmap:2", |wf, cms, jobs| {
+        assert_eq!(state(wf), (Some(MachineState::Split), Some(2)));
+        assert_eq!(cms.len(), 2, "{cms:?}");
+        assert_eq!(jobs, ["restart-1-node1"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_after_job_before_recording_it() {
+    crash_then_resume("op-crash-job", "job:2", |wf, cms, jobs| {
+        assert_eq!(state(wf), (Some(MachineState::Split), Some(2)));
+        assert_eq!(cms.len(), 2, "{cms:?}");
+        assert_eq!(jobs, ["restart-1-node1", "restart-2-node2"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_just_after_a_job_completes() {
+    // Split 1's success (with its pod's outputs) is recorded; nothing of split 2 exists yet.
+    crash_then_resume("op-crash-done", "advance:1", |wf, cms, jobs| {
+        assert_eq!(state(wf), (Some(MachineState::Split), Some(2)));
+        let carried = &wf.status.as_ref().unwrap().environment;
+        assert_eq!(carried.len(), 1);
+        assert_eq!(
+            (carried[0].name.as_str(), carried[0].value.as_str()),
+            ("MODEL", "m.pkl")
+        );
+        assert_eq!(cms, ["restart-hello-world-1-node1"]);
+        assert_eq!(jobs, ["restart-1-node1"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_while_waiting_for_a_job() {
+    let (client, ns) = setup("op-crash-wait").await;
+    let operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &with_outputs())
+        .await
+        .unwrap();
+    wait_status(&api, "restart", "WaitingJob(2)", |s| {
+        s.state == Some(MachineState::WaitingJob) && s.current_split == Some(2)
+    })
+    .await;
+    operator.kill();
+    // Let Job 2 finish while no controller runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _operator = Operator::start(&ns.name);
+    finishes_exactly_once(&client, &ns.name, &api).await;
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let (_client, ns) = setup("op-sigterm").await;
+    let mut operator = Operator::start(&ns.name);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = operator.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success());
+    let code = operator.exited(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(0), "log:\n{}", operator.log());
+    assert!(
+        operator.log().contains("SIGTERM received"),
+        "{}",
+        operator.log()
+    );
+}
