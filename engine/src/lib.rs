@@ -11,12 +11,13 @@ pub mod run;
 mod split;
 pub mod substitute;
 mod validate;
+mod yaml;
 
 pub use error::{Pos, Problem, WorkflowError};
 pub use model::{EnvVar, Step, Task, VERSION, Workflow};
 use parse::Unparsed;
 pub use parse::{MAX_WORKFLOW_BYTES, workflow_text};
-pub use split::{Split, split};
+pub use split::{Split, split, split_count};
 
 /// Parses and validates a workflow, reporting every problem found.
 ///

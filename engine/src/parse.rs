@@ -4,14 +4,10 @@
 //! walked by hand. Deserializing straight into typed structs would stop at the first
 //! error; walking the tree lets validation report all of them with line:column.
 
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
-
 use crate::error::{Pos, Problem, WorkflowError};
 use crate::model::{EnvVar, Step, Task, VERSION, Workflow};
 use crate::substitute::is_valid_name;
+use crate::yaml::{self, Node, Spanned};
 
 /// Largest workflow accepted, in bytes. Generous for hand-written workflows (and a
 /// 100 000-task generated one, about 5 MB), small enough to reject runaway input early.
@@ -22,91 +18,14 @@ const TOP_KEYS: &[&str] = &["version", "environment", "task"];
 const TASK_KEYS: &[&str] = &["sequential", "node"];
 const STEP_TYPES: &[&str] = &["print", "execute", "shell", "environment"];
 
-/// A YAML node with its position. Numbers and booleans keep their source text
-/// (read back through the span), so `0.10` or `1e3` are not reformatted.
-pub(crate) enum Node {
-    Null,
-    Str(String),
-    /// A plain scalar YAML typed as number or boolean; the string is a fallback rendering.
-    Typed(String),
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Typed(v.to_string()))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Str(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(Node::Str(v))
-    }
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Node, E> {
-        Err(E::custom("binary (!!binary) values are not supported"))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        Node::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(Node::Map(entries))
-    }
-}
-
 fn pos(node: &Spanned<Node>) -> Pos {
-    Pos::new(node.referenced.line(), node.referenced.column())
+    node.pos
 }
 
 fn describe(node: &Node) -> &'static str {
     match node {
         Node::Null => "nothing (null)",
-        Node::Str(_) | Node::Typed(_) => "a single value",
+        Node::Str(_) => "a single value",
         Node::Seq(_) => "a list",
         Node::Map(_) => "a mapping",
     }
@@ -194,12 +113,9 @@ pub(crate) fn parse_structure(text: &str) -> Result<Parsed, Box<Unparsed>> {
     if text.trim().is_empty() {
         return Err(fail(Problem::nowhere(EMPTY)));
     }
-    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(text, yaml_options()) {
-        Ok(root) => root,
-        Err(err) => return Err(fail(yaml_problem(&err))),
-    };
+    // A node takes at least two bytes of text, aliases aside.
+    let root = yaml::read(text, MAX_WORKFLOW_BYTES / 2).map_err(fail)?;
     let mut walker = Walker {
-        text,
         problems: Vec::new(),
     };
     let (workflow, positions) = walker.workflow(&root);
@@ -217,56 +133,18 @@ pub(crate) fn parse_structure(text: &str) -> Result<Parsed, Box<Unparsed>> {
     }
 }
 
-fn yaml_options() -> serde_saphyr::Options {
-    // Budgets scaled to MAX_WORKFLOW_BYTES: a node takes at least two bytes of text.
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = MAX_WORKFLOW_BYTES / 2;
-    budget.max_events = MAX_WORKFLOW_BYTES;
-    serde_saphyr::options! {
-        budget: Some(budget),
-        with_snippet: false,
-    }
-}
-
-fn yaml_problem(err: &serde_saphyr::Error) -> Problem {
-    let at = err
-        .location()
-        .map(|l| Pos::new(l.line(), l.column()))
-        .unwrap_or(Pos::UNKNOWN);
-    let mut message = err.to_string();
-    // The message repeats the position we already print in front; keep the text only.
-    if let Some(cut) = message.find(" at line ") {
-        message.truncate(cut);
-    }
-    Problem::at(at, format!("not valid YAML: {message}"))
-}
-
-struct Walker<'a> {
-    text: &'a str,
+struct Walker {
     problems: Vec<Problem>,
 }
 
-impl Walker<'_> {
+impl Walker {
     fn problem(&mut self, at: Pos, message: impl Into<String>) {
         self.problems.push(Problem::at(at, message));
     }
 
-    /// The text of a scalar; numbers and booleans as written in the source.
     fn scalar(&self, node: &Spanned<Node>) -> Option<String> {
         match &node.value {
             Node::Str(s) => Some(s.clone()),
-            Node::Typed(fallback) => {
-                let span = node.referenced.span();
-                let source = span
-                    .byte_offset()
-                    .zip(span.byte_len())
-                    .and_then(|(o, l)| self.text.get(o as usize..(o + l) as usize));
-                Some(
-                    source
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| fallback.clone()),
-                )
-            }
             _ => None,
         }
     }

@@ -54,6 +54,15 @@ pub fn split(workflow: &Workflow) -> Vec<Split> {
     splits
 }
 
+/// How many splits [`split`] makes, without making them.
+pub fn split_count(workflow: &Workflow) -> usize {
+    if workflow.has_nodes() {
+        workflow.tasks.len()
+    } else {
+        1
+    }
+}
+
 /// Environment entries carried forward, with overridden ones dropped.
 #[derive(Default)]
 struct Carried {

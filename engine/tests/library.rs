@@ -435,3 +435,38 @@ fn split_environments_grow_linearly() {
         vec![EnvVar::new("a", "1998"), EnvVar::new("b", "1998")]
     );
 }
+
+#[test]
+fn yaml_details() {
+    assert_eq!(
+        errors("version: 0.1\nversion: 0.1\ntask: []\n"),
+        "2:1: not valid YAML: duplicate key `version` (first at 1:1)"
+    );
+    // Anchors and aliases work; a second document does not belong in a workflow file.
+    let wf = parse("version: 0.1\ntask:\n  - sequential: &s [print: [hi]]\n  - sequential: *s\n")
+        .unwrap();
+    assert_eq!(wf.tasks[1].steps, vec![Step::Print(vec!["hi".into()])]);
+    assert!(
+        errors("version: 0.1\ntask: [sequential: []]\n---\nversion: 0.1\n")
+            .starts_with("3:1: a second YAML document")
+    );
+    let deep = format!(
+        "version: 0.1\ntask: {}{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert!(errors(&deep).contains("nested deeper than 64 levels"));
+    // A billion-laughs style alias bomb is stopped by the node budget.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
+    }
+    assert!(
+        errors(&bomb).contains("YAML nodes (are aliases expanding too much?)"),
+        "{}",
+        errors(&bomb)
+    );
+}

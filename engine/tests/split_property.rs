@@ -28,8 +28,14 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn workflow() -> impl Strategy<Value = Workflow> {
-    let task = (prop::sample::select(&["node1", "node2"][..]), prop::collection::vec(step(), 0..4))
-        .prop_map(|(node, steps)| Task { node: Some(node.to_owned()), steps });
+    let task = (
+        prop::sample::select(&["node1", "node2"][..]),
+        prop::collection::vec(step(), 0..4),
+    )
+        .prop_map(|(node, steps)| Task {
+            node: Some(node.to_owned()),
+            steps,
+        });
     (
         prop::collection::vec("[a-z é]{0,5}", NAMES.len()),
         prop::collection::vec(task, 1..6),
@@ -37,7 +43,11 @@ fn workflow() -> impl Strategy<Value = Workflow> {
         .prop_map(|(values, tasks)| Workflow {
             version: "0.1".into(),
             // Every name starts defined, so every reference resolves.
-            environment: NAMES.iter().zip(values).map(|(n, v)| EnvVar::new(*n, v)).collect(),
+            environment: NAMES
+                .iter()
+                .zip(values)
+                .map(|(n, v)| EnvVar::new(*n, v))
+                .collect(),
             tasks,
         })
 }

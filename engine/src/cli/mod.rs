@@ -166,7 +166,7 @@ fn load(file: &Path) -> Result<Workflow, Failure> {
 
 fn validate(file: &Path) -> Result<(), Failure> {
     let workflow = load(file)?;
-    let splits = split_workflow(&workflow).len();
+    let splits = roiergasias_engine::split_count(&workflow);
     println!(
         "{} is valid: {} task{}, {} step{}, {} split{}",
         display_name(file),

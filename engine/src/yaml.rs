@@ -1,0 +1,219 @@
+//! YAML text → a small tree of nodes with positions, straight from parser events.
+//!
+//! We read the event stream of granit-parser (the parser under serde-saphyr, re-exported
+//! by it) rather than deserializing through serde: a workflow needs no type inference
+//! (every scalar is text, `0.1` included), and skipping serde's per-node machinery makes
+//! large workflows parse several times faster.
+
+use std::collections::HashMap;
+
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError};
+
+use crate::error::{Pos, Problem};
+
+/// Deeper nesting than any workflow needs; bounds memory and work on hostile input.
+const MAX_DEPTH: usize = 64;
+
+pub(crate) struct Spanned<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+pub(crate) enum Node {
+    Null,
+    /// Any scalar, as text (plain scalars are not typed: `0.10` stays `0.10`).
+    Str(String),
+    Seq(Vec<Spanned<Node>>),
+    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
+}
+
+impl Clone for Spanned<Node> {
+    fn clone(&self) -> Self {
+        let value = match &self.value {
+            Node::Null => Node::Null,
+            Node::Str(s) => Node::Str(s.clone()),
+            Node::Seq(items) => Node::Seq(items.clone()),
+            Node::Map(entries) => Node::Map(entries.clone()),
+        };
+        Spanned {
+            value,
+            pos: self.pos,
+        }
+    }
+}
+
+enum Frame {
+    Seq(Spanned<Vec<Spanned<Node>>>, usize),
+    Map(
+        Spanned<Vec<(Spanned<Node>, Spanned<Node>)>>,
+        Option<Spanned<Node>>,
+        usize,
+    ),
+}
+
+fn at(marker: &serde_saphyr::granit_parser::Marker) -> Pos {
+    // Lines are 1-based, columns 0-based (characters) in granit.
+    Pos::new(marker.line() as u64, marker.col() as u64 + 1)
+}
+
+fn scan_problem(err: &ScanError) -> Problem {
+    Problem::at(at(err.marker()), format!("not valid YAML: {}", err.info()))
+}
+
+fn count(node: &Spanned<Node>) -> usize {
+    match &node.value {
+        Node::Null | Node::Str(_) => 1,
+        Node::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
+        Node::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count(k) + count(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+fn too_many(pos: Pos, max_nodes: usize) -> Problem {
+    Problem::at(
+        pos,
+        format!("more than {max_nodes} YAML nodes (are aliases expanding too much?)"),
+    )
+}
+
+/// YAML forbids repeated keys; silently keeping one would hide a mistake.
+fn check_duplicates(entries: &[(Spanned<Node>, Spanned<Node>)]) -> Result<(), Problem> {
+    let mut seen: HashMap<&str, Pos> = HashMap::with_capacity(entries.len());
+    for (key, _) in entries {
+        if let Node::Str(name) = &key.value
+            && let Some(first) = seen.insert(name, key.pos)
+        {
+            let first = match (first.line, first.column) {
+                (Some(l), Some(c)) => format!(" (first at {l}:{c})"),
+                _ => String::new(),
+            };
+            return Err(Problem::at(
+                key.pos,
+                format!("not valid YAML: duplicate key `{name}`{first}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The single document in `text`; `Node::Null` when it holds no content.
+pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node>, Problem> {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root = None;
+    // Anchored nodes with their node counts.
+    let mut anchors: HashMap<usize, (Spanned<Node>, usize)> = HashMap::new();
+    let mut documents = 0;
+    let mut nodes = 0usize;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| scan_problem(&e))?;
+        let pos = at(&span.start);
+        let (node, anchor) = match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(Problem::at(
+                        pos,
+                        "a second YAML document (`---`): a workflow file holds one; run the documents of `roiergasias split` one at a time",
+                    ));
+                }
+                continue;
+            }
+            Event::Scalar(value, style, anchor, _) => {
+                let null = style == ScalarStyle::Plain
+                    && matches!(&*value, "" | "~" | "null" | "Null" | "NULL");
+                let node = if null {
+                    Node::Null
+                } else {
+                    Node::Str(value.into_owned())
+                };
+                (Spanned { value: node, pos }, anchor)
+            }
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Problem::at(
+                        pos,
+                        format!("nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    Frame::Seq(
+                        Spanned {
+                            value: Vec::new(),
+                            pos,
+                        },
+                        anchor,
+                    )
+                } else {
+                    Frame::Map(
+                        Spanned {
+                            value: Vec::new(),
+                            pos,
+                        },
+                        None,
+                        anchor,
+                    )
+                });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq(seq, anchor)) => (
+                    Spanned {
+                        value: Node::Seq(seq.value),
+                        pos: seq.pos,
+                    },
+                    anchor,
+                ),
+                Some(Frame::Map(map, _, anchor)) => {
+                    check_duplicates(&map.value)?;
+                    (
+                        Spanned {
+                            value: Node::Map(map.value),
+                            pos: map.pos,
+                        },
+                        anchor,
+                    )
+                }
+                None => continue,
+            },
+            Event::Alias(id) => {
+                let Some((target, size)) = anchors.get(&id) else {
+                    return Err(Problem::at(pos, "alias to an unknown anchor"));
+                };
+                // Aliases can multiply a small text into a huge tree: count what they copy.
+                nodes += size;
+                if nodes > max_nodes {
+                    return Err(too_many(pos, max_nodes));
+                }
+                let mut copy = target.clone();
+                copy.pos = pos;
+                (copy, 0)
+            }
+            _ => continue,
+        };
+        nodes += 1;
+        if nodes > max_nodes {
+            return Err(too_many(pos, max_nodes));
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, (node.clone(), count(&node)));
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq(seq, _)) => seq.value.push(node),
+            Some(Frame::Map(_, key @ None, _)) => *key = Some(node),
+            Some(Frame::Map(map, key, _)) => {
+                if let Some(k) = key.take() {
+                    map.value.push((k, node));
+                }
+            }
+        }
+    }
+    Ok(root.unwrap_or(Spanned {
+        value: Node::Null,
+        pos: Pos::UNKNOWN,
+    }))
+}
