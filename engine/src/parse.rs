@@ -18,7 +18,7 @@ const TOP_KEYS: &[&str] = &["version", "environment", "task"];
 const TASK_KEYS: &[&str] = &["sequential", "node"];
 const STEP_TYPES: &[&str] = &["print", "execute", "shell", "environment"];
 
-fn pos(node: &Spanned<Node>) -> Pos {
+fn pos(node: &Spanned<Node<'_>>) -> Pos {
     node.pos
 }
 
@@ -142,14 +142,14 @@ impl Walker {
         self.problems.push(Problem::at(at, message));
     }
 
-    fn scalar(&self, node: &Spanned<Node>) -> Option<String> {
+    fn scalar(&self, node: &Spanned<Node<'_>>) -> Option<String> {
         match &node.value {
-            Node::Str(s) => Some(s.clone()),
+            Node::Str(s) => Some(s.to_string()),
             _ => None,
         }
     }
 
-    fn key(&mut self, key: &Spanned<Node>, context: &str) -> Option<String> {
+    fn key(&mut self, key: &Spanned<Node<'_>>, context: &str) -> Option<String> {
         let k = self.scalar(key);
         if k.is_none() {
             self.problem(
@@ -163,7 +163,7 @@ impl Walker {
         k
     }
 
-    fn workflow(&mut self, root: &Spanned<Node>) -> (Workflow, Positions) {
+    fn workflow(&mut self, root: &Spanned<Node<'_>>) -> (Workflow, Positions) {
         let mut workflow = Workflow {
             version: VERSION.to_owned(),
             environment: Vec::new(),
@@ -223,7 +223,7 @@ impl Walker {
         (workflow, positions)
     }
 
-    fn version(&mut self, value: &Spanned<Node>) {
+    fn version(&mut self, value: &Spanned<Node<'_>>) {
         match self.scalar(value) {
             Some(v) if v.trim() == VERSION => {}
             Some(v) => self.problem(
@@ -237,7 +237,12 @@ impl Walker {
         }
     }
 
-    fn tasks(&mut self, value: &Spanned<Node>, workflow: &mut Workflow, positions: &mut Positions) {
+    fn tasks(
+        &mut self,
+        value: &Spanned<Node<'_>>,
+        workflow: &mut Workflow,
+        positions: &mut Positions,
+    ) {
         let Node::Seq(items) = &value.value else {
             self.problem(
                 pos(value),
@@ -263,7 +268,7 @@ impl Walker {
         }
     }
 
-    fn task(&mut self, number: usize, node: &Spanned<Node>) -> (Task, TaskPositions) {
+    fn task(&mut self, number: usize, node: &Spanned<Node<'_>>) -> (Task, TaskPositions) {
         let mut task = Task {
             node: None,
             steps: Vec::new(),
@@ -315,7 +320,7 @@ impl Walker {
         (task, at)
     }
 
-    fn node_label(&mut self, number: usize, value: &Spanned<Node>) -> Option<String> {
+    fn node_label(&mut self, number: usize, value: &Spanned<Node<'_>>) -> Option<String> {
         let Some(label) = self.scalar(value) else {
             self.problem(
                 pos(value),
@@ -340,7 +345,7 @@ impl Walker {
     fn steps(
         &mut self,
         number: usize,
-        value: &Spanned<Node>,
+        value: &Spanned<Node<'_>>,
         task: &mut Task,
         at: &mut TaskPositions,
     ) {
@@ -361,7 +366,12 @@ impl Walker {
         }
     }
 
-    fn step(&mut self, task: usize, number: usize, node: &Spanned<Node>) -> (Step, StepPositions) {
+    fn step(
+        &mut self,
+        task: usize,
+        number: usize,
+        node: &Spanned<Node<'_>>,
+    ) -> (Step, StepPositions) {
         let mut at = StepPositions {
             at: pos(node),
             items: Vec::new(),
@@ -437,7 +447,7 @@ impl Walker {
         &mut self,
         where_: &str,
         kind: &str,
-        value: &Spanned<Node>,
+        value: &Spanned<Node<'_>>,
         at: &mut StepPositions,
     ) -> Option<Vec<String>> {
         let Node::Seq(items) = &value.value else {
@@ -491,7 +501,7 @@ impl Walker {
         }
     }
 
-    fn env_list(&mut self, value: &Spanned<Node>, what: &str) -> (Vec<EnvVar>, Vec<Pos>) {
+    fn env_list(&mut self, value: &Spanned<Node<'_>>, what: &str) -> (Vec<EnvVar>, Vec<Pos>) {
         let (mut vars, mut at) = (Vec::new(), Vec::new());
         let items = match &value.value {
             Node::Seq(items) => items,

@@ -5,6 +5,7 @@
 //! (every scalar is text, `0.1` included), and skipping serde's per-node machinery makes
 //! large workflows parse several times faster.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError};
@@ -19,15 +20,16 @@ pub(crate) struct Spanned<T> {
     pub pos: Pos,
 }
 
-pub(crate) enum Node {
+/// Borrows scalars from the input where the parser can (no escapes): fewer allocations.
+pub(crate) enum Node<'a> {
     Null,
     /// Any scalar, as text (plain scalars are not typed: `0.10` stays `0.10`).
-    Str(String),
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
+    Str(Cow<'a, str>),
+    Seq(Vec<Spanned<Node<'a>>>),
+    Map(Vec<(Spanned<Node<'a>>, Spanned<Node<'a>>)>),
 }
 
-impl Clone for Spanned<Node> {
+impl Clone for Spanned<Node<'_>> {
     fn clone(&self) -> Self {
         let value = match &self.value {
             Node::Null => Node::Null,
@@ -42,11 +44,11 @@ impl Clone for Spanned<Node> {
     }
 }
 
-enum Frame {
-    Seq(Spanned<Vec<Spanned<Node>>>, usize),
+enum Frame<'a> {
+    Seq(Spanned<Vec<Spanned<Node<'a>>>>, usize),
     Map(
-        Spanned<Vec<(Spanned<Node>, Spanned<Node>)>>,
-        Option<Spanned<Node>>,
+        Spanned<Vec<(Spanned<Node<'a>>, Spanned<Node<'a>>)>>,
+        Option<Spanned<Node<'a>>>,
         usize,
     ),
 }
@@ -60,7 +62,7 @@ fn scan_problem(err: &ScanError) -> Problem {
     Problem::at(at(err.marker()), format!("not valid YAML: {}", err.info()))
 }
 
-fn count(node: &Spanned<Node>) -> usize {
+fn count(node: &Spanned<Node<'_>>) -> usize {
     match &node.value {
         Node::Null | Node::Str(_) => 1,
         Node::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
@@ -81,11 +83,11 @@ fn too_many(pos: Pos, max_nodes: usize) -> Problem {
 }
 
 /// YAML forbids repeated keys; silently keeping one would hide a mistake.
-fn check_duplicates(entries: &[(Spanned<Node>, Spanned<Node>)]) -> Result<(), Problem> {
+fn check_duplicates(entries: &[(Spanned<Node<'_>>, Spanned<Node<'_>>)]) -> Result<(), Problem> {
     let mut seen: HashMap<&str, Pos> = HashMap::with_capacity(entries.len());
     for (key, _) in entries {
         if let Node::Str(name) = &key.value
-            && let Some(first) = seen.insert(name, key.pos)
+            && let Some(first) = seen.insert(name.as_ref(), key.pos)
         {
             let first = match (first.line, first.column) {
                 (Some(l), Some(c)) => format!(" (first at {l}:{c})"),
@@ -101,11 +103,11 @@ fn check_duplicates(entries: &[(Spanned<Node>, Spanned<Node>)]) -> Result<(), Pr
 }
 
 /// The single document in `text`; `Node::Null` when it holds no content.
-pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node>, Problem> {
+pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node<'_>>, Problem> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut root = None;
     // Anchored nodes with their node counts.
-    let mut anchors: HashMap<usize, (Spanned<Node>, usize)> = HashMap::new();
+    let mut anchors: HashMap<usize, (Spanned<Node<'_>>, usize)> = HashMap::new();
     let mut documents = 0;
     let mut nodes = 0usize;
     for event in Parser::new_from_str(text) {
@@ -125,11 +127,7 @@ pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node>, Proble
             Event::Scalar(value, style, anchor, _) => {
                 let null = style == ScalarStyle::Plain
                     && matches!(&*value, "" | "~" | "null" | "Null" | "NULL");
-                let node = if null {
-                    Node::Null
-                } else {
-                    Node::Str(value.into_owned())
-                };
+                let node = if null { Node::Null } else { Node::Str(value) };
                 (Spanned { value: node, pos }, anchor)
             }
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {

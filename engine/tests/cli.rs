@@ -478,3 +478,24 @@ fn debug_shows_commands_and_variables() {
     let quiet = roiergasias_stdin(&["run", "-f", "-"], text.as_bytes());
     assert!(!quiet.stderr.contains("debug:"));
 }
+
+#[test]
+fn commands_are_found_on_the_workflow_path_with_argv0_as_written() {
+    let text = "version: 0.1\ntask:\n  - sequential: [execute: [\"sh -c 'echo $0'\"]]\n";
+    let out = roiergasias_stdin(&["run", "-f", "-"], text.as_bytes());
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "sh\n"),
+        "{}",
+        out.stderr
+    );
+    // A workflow that sets PATH changes where commands are looked up, as for the child.
+    let text = "version: 0.1\nenvironment:\n  - PATH: /nonexistent\ntask:\n  - sequential: [execute: [\"true\"]]\n";
+    let out = roiergasias_stdin(&["run", "-f", "-"], text.as_bytes());
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("could not start command `true`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,9 +1,42 @@
 //! Starting one command and waiting for it, with output going to our standard output.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+
+/// A command for `program`, found on `path` (the PATH the child will get) when the name
+/// has no `/`. Looking it up with `stat` is much cheaper than letting `execvp` try and
+/// fail in every PATH directory, which dominated the cost of short commands. argv[0]
+/// stays the name as written (multi-call binaries such as busybox rely on it).
+pub fn new(program: &str, path: Option<&OsStr>) -> Command {
+    if program.contains('/') {
+        return Command::new(program);
+    }
+    let found = path.and_then(|path| {
+        std::env::split_paths(path).find_map(|dir| {
+            let candidate = if dir.as_os_str().is_empty() {
+                PathBuf::from(".").join(program)
+            } else {
+                dir.join(program)
+            };
+            let meta = std::fs::metadata(&candidate).ok()?;
+            (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+        })
+    });
+    match found {
+        Some(resolved) => {
+            let mut command = Command::new(resolved);
+            command.arg0(program);
+            command
+        }
+        // Not found: let the OS report it, with its own error.
+        None => Command::new(program),
+    }
+}
 
 /// How a command ended when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,8 @@ mod command;
 mod env_file;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::{Read, Seek, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -212,7 +213,12 @@ impl Runner<'_> {
                     };
                     self.observer
                         .detail(&format!("{at}: running {:?} {:?}", program, args));
-                    let mut command = Command::new(program);
+                    let path = self
+                        .vars
+                        .get("PATH")
+                        .map(OsString::from)
+                        .or_else(|| std::env::var_os("PATH"));
+                    let mut command = command::new(program, path.as_deref());
                     command.args(args);
                     self.command(at, item, command)?;
                 }
@@ -224,7 +230,12 @@ impl Runner<'_> {
                     let script = self.fill(at, item)?;
                     self.observer
                         .detail(&format!("{at}: running sh -c {script:?}"));
-                    let mut command = Command::new("sh");
+                    let path = self
+                        .vars
+                        .get("PATH")
+                        .map(OsString::from)
+                        .or_else(|| std::env::var_os("PATH"));
+                    let mut command = command::new("sh", path.as_deref());
                     command.arg("-c").arg(&script);
                     self.command(at, item, command)?;
                 }
@@ -235,7 +246,7 @@ impl Runner<'_> {
 
     /// Runs one command with the workflow variables exported and a fresh outputs file.
     fn command(&mut self, at: &StepAt, shown: &str, mut command: Command) -> Result<(), RunError> {
-        let env_file = tempfile::Builder::new()
+        let mut env_file = tempfile::Builder::new()
             .prefix("roiergasias-env-")
             .tempfile()
             .map_err(|error| RunError::Io {
@@ -270,11 +281,16 @@ impl Runner<'_> {
                 });
             }
         }
-        let bytes = std::fs::read(env_file.path()).map_err(|error| RunError::Io {
-            at: at.to_string(),
-            what: format!("reading {ENV_FILE_VAR} after `{shown}`"),
-            error,
-        })?;
+        // The child appended through its own descriptor; ours still reads from the start.
+        let mut bytes = Vec::new();
+        let file = env_file.as_file_mut();
+        file.rewind()
+            .and_then(|()| file.read_to_end(&mut bytes))
+            .map_err(|error| RunError::Io {
+                at: at.to_string(),
+                what: format!("reading {ENV_FILE_VAR} after `{shown}`"),
+                error,
+            })?;
         let text = String::from_utf8(bytes).map_err(|_| RunError::BadCommand {
             at: at.to_string(),
             command: shown.to_owned(),
