@@ -186,6 +186,7 @@ impl Walker {
             return (workflow, positions);
         };
         let (mut version, mut task) = (false, false);
+        let mut misspelled_task = None;
         for (key, value) in entries {
             let Some(name) = self.key(key, "workflow") else {
                 continue;
@@ -206,6 +207,9 @@ impl Walker {
                 }
                 other => {
                     let hint = did_you_mean(other, TOP_KEYS);
+                    if hint.contains("`task`") {
+                        misspelled_task.get_or_insert(value);
+                    }
                     self.problem(
                         pos(key),
                         format!("unknown key `{other}`{hint}; a workflow has `version`, `environment` and `task`"),
@@ -216,8 +220,11 @@ impl Walker {
         if !version {
             self.problem(pos(root), "missing `version: 0.1`");
         }
-        if !task {
-            self.problem(pos(root), "missing `task`, the list of tasks to run");
+        match (task, misspelled_task) {
+            (true, _) => {}
+            // `tasks:` and the like: check what is under it too, so one run shows every problem.
+            (false, Some(value)) => self.tasks(value, &mut workflow, &mut positions),
+            (false, None) => self.problem(pos(root), "missing `task`, the list of tasks to run"),
         }
         self.check_nodes(&workflow, &positions);
         (workflow, positions)

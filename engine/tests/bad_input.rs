@@ -78,8 +78,8 @@ fn unknown_top_level_key_with_did_you_mean() {
     assert_invalid(
         "version: 0.1\ntasks:\n  - sequential: [print: [hi]]\n",
         &[
+            "(1 problem)",
             "w.yaml:2:1: unknown key `tasks` (did you mean `task`?)",
-            "missing `task`",
         ],
     );
 }
