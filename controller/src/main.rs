@@ -10,7 +10,6 @@ use clap::{ArgAction, Parser, ValueEnum};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -194,22 +193,17 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: S
     let mut runs = Vec::new();
     for scope in scopes {
         let client = ctx.client.clone();
-        let (workflows, jobs, config_maps): (Api<Workflow>, Api<Job>, Api<ConfigMap>) = match &scope
-        {
+        let (workflows, jobs): (Api<Workflow>, Api<Job>) = match &scope {
             Some(ns) => (
-                Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client, ns),
             ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client),
-            ),
+            None => (Api::all(client.clone()), Api::all(client)),
         };
+        // Owned Jobs drive progress. ConfigMaps are not watched: nothing in them changes what
+        // the controller does next, and a watch would cost a reconcile per split.
         let controller = Controller::new(workflows, watcher::Config::default())
             .owns(jobs, owned.clone())
-            .owns(config_maps, owned.clone())
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
         runs.push(
