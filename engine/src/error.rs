@@ -15,8 +15,8 @@ pub struct Problem {
 impl Problem {
     pub fn at(pos: Pos, message: impl Into<String>) -> Self {
         Self {
-            line: pos.line,
-            column: pos.column,
+            line: pos.line(),
+            column: pos.column(),
             message: message.into(),
         }
     }
@@ -36,25 +36,33 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A source position; parts are `None` when unknown.
+/// A source position, 1-based; compact because the parser keeps one per YAML node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
-    pub line: Option<u64>,
-    pub column: Option<u64>,
+    /// 0 when unknown.
+    line: u32,
+    /// 0 when unknown.
+    column: u32,
 }
 
 impl Pos {
-    pub const UNKNOWN: Pos = Pos {
-        line: None,
-        column: None,
-    };
+    pub const UNKNOWN: Pos = Pos { line: 0, column: 0 };
 
+    /// 0 (serde-saphyr's and our "unknown") gives `None` from the accessors.
     pub fn new(line: u64, column: u64) -> Self {
-        // serde-saphyr reports 0 for "unknown".
+        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         Pos {
-            line: (line > 0).then_some(line),
-            column: (column > 0).then_some(column),
+            line: clamp(line),
+            column: clamp(column),
         }
+    }
+
+    pub fn line(&self) -> Option<u64> {
+        (self.line > 0).then_some(u64::from(self.line))
+    }
+
+    pub fn column(&self) -> Option<u64> {
+        (self.column > 0).then_some(u64::from(self.column))
     }
 }
 

@@ -89,7 +89,7 @@ fn check_duplicates(entries: &[(Spanned<Node<'_>>, Spanned<Node<'_>>)]) -> Resul
         if let Node::Str(name) = &key.value
             && let Some(first) = seen.insert(name.as_ref(), key.pos)
         {
-            let first = match (first.line, first.column) {
+            let first = match (first.line(), first.column()) {
                 (Some(l), Some(c)) => format!(" (first at {l}:{c})"),
                 _ => String::new(),
             };
@@ -137,10 +137,12 @@ pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node<'_>>, Pr
                         format!("nested deeper than {MAX_DEPTH} levels"),
                     ));
                 }
+                // Capacity 1: most workflow mappings and lists hold one or two entries, and
+                // Vec's default first growth to 4 made the tree several times larger.
                 stack.push(if matches!(event, Event::SequenceStart(..)) {
                     Frame::Seq(
                         Spanned {
-                            value: Vec::new(),
+                            value: Vec::with_capacity(1),
                             pos,
                         },
                         anchor,
@@ -148,7 +150,7 @@ pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node<'_>>, Pr
                 } else {
                     Frame::Map(
                         Spanned {
-                            value: Vec::new(),
+                            value: Vec::with_capacity(1),
                             pos,
                         },
                         None,

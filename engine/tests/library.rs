@@ -82,11 +82,16 @@ fn numbers_and_booleans_keep_their_text() {
 #[test]
 fn unknown_top_level_key_suggests_the_right_one() {
     let err = errors("version: 0.1\ntasks:\n  - sequential: []\n");
+    assert_eq!(
+        err,
+        "2:1: unknown key `tasks` (did you mean `task`?); a workflow has `version`, `environment` and `task`"
+    );
+    // What is under the misspelled key is still checked.
+    let err = errors("version: 0.1\ntasks:\n  - sequential: [prnt: [x]]\n");
     assert!(
-        err.contains("2:1: unknown key `tasks` (did you mean `task`?)"),
+        err.contains("3:18: task 1, step 1: unknown step type `prnt`"),
         "{err}"
     );
-    assert!(err.contains("missing `task`"), "{err}");
     let err = errors("version: 0.1\nenviroment: []\ntask:\n  - sequential: []\n");
     assert!(
         err.contains("unknown key `enviroment` (did you mean `environment`?)"),
