@@ -136,9 +136,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         shutdown.clone(),
     ));
     let namespaces = args.namespaces.clone();
+    let (direct_ctx, direct_namespaces) = (ctx.clone(), namespaces.clone());
     let controllers = {
         let shutdown = shutdown.clone();
-        move || run_controllers(ctx.clone(), namespaces.clone(), shutdown.clone())
+        move || {
+            let (ctx, namespaces, shutdown) = (ctx.clone(), namespaces.clone(), shutdown.clone());
+            async move {
+                run_controllers(ctx, namespaces, shutdown.clone()).await;
+                if shutdown.peek().is_some() {
+                    // Drained after SIGTERM: let the leader elector see the shutdown itself
+                    // (and release the Lease) rather than a controller that quit on its own.
+                    futures::future::pending::<()>().await;
+                }
+            }
+        }
     };
     info!(
         namespaces = ?args.namespaces,
@@ -153,7 +164,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     } else {
         ready_tx.send_replace(true);
-        controllers().await;
+        run_controllers(direct_ctx, direct_namespaces, shutdown.clone()).await;
     }
     ready_tx.send_replace(false);
     match server.await {
@@ -210,8 +221,11 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: S
             controller
                 .run(reconcile, error_policy, ctx.clone())
                 .for_each(|result| async move {
-                    if let Err(e) = result {
-                        warn!(error = %e, "controller");
+                    match result {
+                        // Already logged, with the workflow's name, by error_policy.
+                        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                        Err(e) => warn!(error = %e, "controller"),
+                        Ok(_) => {}
                     }
                 }),
         );
