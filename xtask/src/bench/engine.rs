@@ -3,7 +3,10 @@
 //!
 //! - 1000 `execute: ["true"]` steps against a shell loop starting `/usr/bin/true` 1000 times;
 //! - `validate` and `split` of generated 1 000 / 10 000 / 100 000-task workflows;
-//! - peak memory (max RSS) of the hello-world run, via GNU `/usr/bin/time` when present.
+//! - peak memory (max RSS) of the hello-world run.
+//!
+//! Each process is reaped with `wait4`, which also gives its CPU time and peak memory:
+//! on a busy machine wall time swings, CPU time much less.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,60 +68,60 @@ fn build() -> anyhow::Result<PathBuf> {
     bail!("cargo did not report the roiergasias executable")
 }
 
-/// Wall time of one process, its output discarded; fails if it does not exit 0.
-fn time(command: &mut Command) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let status = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("starting {command:?}"))?;
-    let took = started.elapsed();
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
-    }
-    Ok(took)
-}
-
-/// The least disturbed of several runs: on a busy machine the best estimate of the cost.
-fn best_of(samples: Vec<Duration>) -> Duration {
-    samples.into_iter().min().unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Wall time and CPU time (user + system, the process and its children) of one
-/// process, through GNU time; its output discarded.
-fn time_cpu(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<(Duration, Duration)> {
-    let output = Command::new("/usr/bin/time")
-        .args(["-f", "%e %U %S"])
-        .arg(program)
+/// What one finished process cost, from `wait4`.
+#[derive(Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    /// User + system time of the process and the children it waited for.
+    cpu: Duration,
+    /// Peak resident set size, KiB (the largest of the process and its waited-for children).
+    max_rss_kib: u64,
+}
+
+/// Runs `program args…` with its output discarded and measures it.
+fn cost(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<Cost> {
+    let started = Instant::now();
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("{} failed: {stderr}", program.display());
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value that wait4 overwrites.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: we own the child and wait for it exactly once (std's Child is not waited on).
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if reaped != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    let fields: Vec<f64> = stderr
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let [wall, user, sys] = fields[..] else {
-        bail!("unexpected /usr/bin/time output: {stderr}");
-    };
-    Ok((
-        Duration::from_secs_f64(wall),
-        Duration::from_secs_f64(user + sys),
-    ))
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!(
+            "{} {args:?} failed (wait status {status})",
+            program.display()
+        );
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Cost {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+/// The least disturbed of several runs, wall and CPU each: on a busy machine the best
+/// estimate of the cost itself.
+fn best(samples: &[Cost]) -> (Duration, Duration) {
+    let wall = samples.iter().map(|c| c.wall).min().unwrap_or_default();
+    let cpu = samples.iter().map(|c| c.cpu).min().unwrap_or_default();
+    (wall, cpu)
 }
 
 fn execute_overhead(bin: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -134,47 +137,27 @@ fn execute_overhead(bin: &Path, dir: &Path) -> anyhow::Result<()> {
     std::fs::write(&file, yaml)?;
     // `true` is a shell builtin: the loop must start the program, as the workflow does.
     let script = format!("i=0; while [ $i -lt 1000 ]; do {true_path}; i=$((i+1)); done");
-    if Path::new("/usr/bin/time").exists() {
-        let engine_args = ["run".as_ref(), "-f".as_ref(), file.as_os_str()];
-        let shell_args = ["-c".as_ref(), script.as_ref()];
-        let (mut engine, mut shell) = (Vec::new(), Vec::new());
-        // Alternate so that machine noise hits both sides alike; keep the best of each:
-        // the least disturbed run is the best estimate of the cost itself.
-        for _ in 0..ROUNDS {
-            engine.push(time_cpu(bin, &engine_args)?);
-            shell.push(time_cpu(Path::new("sh"), &shell_args)?);
-        }
-        let best = |v: &[(Duration, Duration)], pick: fn(&(Duration, Duration)) -> Duration| {
-            v.iter().map(pick).min().unwrap_or_default()
-        };
-        let (ew, sw) = (best(&engine, |s| s.0), best(&shell, |s| s.0));
-        let (ec, sc) = (best(&engine, |s| s.1), best(&shell, |s| s.1));
-        println!(
-            "| 1000 × `execute: [\"true\"]` vs a shell loop starting `{true_path}` 1000×, wall time (best of {ROUNDS}) | {} vs {} → **{:.2}×** (target ≤ 1.10×) |",
-            ms(ew),
-            ms(sw),
-            ew.as_secs_f64() / sw.as_secs_f64()
-        );
-        println!(
-            "| the same, CPU time (user + system, with the children) | {} vs {} → **{:.2}×** |",
-            ms(ec),
-            ms(sc),
-            ec.as_secs_f64() / sc.as_secs_f64()
-        );
-    } else {
-        let (mut engine, mut shell) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            engine.push(time(Command::new(bin).arg("run").arg("-f").arg(&file))?);
-            shell.push(time(Command::new("sh").arg("-c").arg(&script))?);
-        }
-        let (engine, shell) = (best_of(engine), best_of(shell));
-        println!(
-            "| 1000 × `execute: [\"true\"]` vs a shell loop starting `{true_path}` 1000×, wall time (best of {ROUNDS}) | {} vs {} → **{:.2}×** (target ≤ 1.10×) |",
-            ms(engine),
-            ms(shell),
-            engine.as_secs_f64() / shell.as_secs_f64()
-        );
+    let engine_args = ["run".as_ref(), "-f".as_ref(), file.as_os_str()];
+    let shell_args = ["-c".as_ref(), script.as_ref()];
+    let (mut engine, mut shell) = (Vec::new(), Vec::new());
+    // Alternate so that machine noise hits both sides alike.
+    for _ in 0..ROUNDS {
+        engine.push(cost(bin, &engine_args)?);
+        shell.push(cost(Path::new("/bin/sh"), &shell_args)?);
     }
+    let ((ew, ec), (sw, sc)) = (best(&engine), best(&shell));
+    println!(
+        "| 1000 × `execute: [\"true\"]` vs a shell loop starting `{true_path}` 1000×, wall time (best of {ROUNDS}) | {} vs {} → **{:.2}×** (target ≤ 1.10×) |",
+        ms(ew),
+        ms(sw),
+        ew.as_secs_f64() / sw.as_secs_f64()
+    );
+    println!(
+        "| the same, CPU time (user + system, children included) | {} vs {} → **{:.2}×** |",
+        ms(ec),
+        ms(sc),
+        ec.as_secs_f64() / sc.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -194,46 +177,67 @@ fn generated(tasks: usize) -> String {
 }
 
 fn scaling(bin: &Path, dir: &Path) -> anyhow::Result<()> {
-    let sizes = [1_000usize, 10_000, 100_000];
-    let mut rows = Vec::new();
-    for &tasks in &sizes {
+    struct Row {
+        tasks: usize,
+        bytes: usize,
+        validate: (Duration, Duration),
+        split: (Duration, Duration),
+        rounds: usize,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for tasks in [1_000usize, 10_000, 100_000] {
         let yaml = generated(tasks);
         let file = dir.join(format!("tasks-{tasks}.yaml"));
         std::fs::write(&file, &yaml)?;
         let rounds = if tasks >= 100_000 { 3 } else { ROUNDS };
-        let mut validate = Vec::new();
-        let mut split = Vec::new();
+        let (mut validate, mut split) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            validate.push(time(
-                Command::new(bin).arg("validate").arg("-f").arg(&file),
+            validate.push(cost(
+                bin,
+                &["validate".as_ref(), "-f".as_ref(), file.as_os_str()],
             )?);
-            split.push(time(Command::new(bin).arg("split").arg("-f").arg(&file))?);
+            split.push(cost(
+                bin,
+                &["split".as_ref(), "-f".as_ref(), file.as_os_str()],
+            )?);
         }
-        rows.push((tasks, yaml.len(), best_of(validate), best_of(split), rounds));
+        rows.push(Row {
+            tasks,
+            bytes: yaml.len(),
+            validate: best(&validate),
+            split: best(&split),
+            rounds,
+        });
     }
-    type Row = (usize, usize, Duration, Duration, usize);
-    for (i, (tasks, bytes, validate, split, rounds)) in rows.iter().enumerate() {
-        let growth = |now: Duration, pick: fn(&Row) -> Duration| {
-            if i == 0 {
-                String::new()
-            } else {
-                format!(
-                    ", {:.1}× the {}-task time",
-                    now.as_secs_f64() / pick(&rows[i - 1]).as_secs_f64(),
-                    rows[i - 1].0
-                )
-            }
+    let show = |(wall, cpu): (Duration, Duration)| format!("{} wall, {} CPU", ms(wall), ms(cpu));
+    let growth = |now: (Duration, Duration), before: (Duration, Duration), tasks: usize| {
+        format!(
+            "; {:.1}× (wall), {:.1}× (CPU) the {tasks}-task figure",
+            now.0.as_secs_f64() / before.0.as_secs_f64(),
+            now.1.as_secs_f64() / before.1.as_secs_f64()
+        )
+    };
+    for (i, row) in rows.iter().enumerate() {
+        let (vg, sg) = match i.checked_sub(1).map(|p| &rows[p]) {
+            Some(prev) => (
+                growth(row.validate, prev.validate, prev.tasks),
+                growth(row.split, prev.split, prev.tasks),
+            ),
+            None => (String::new(), String::new()),
         };
         println!(
-            "| `validate` of {tasks} tasks ({:.1} MB), best of {rounds} | {}{} |",
-            *bytes as f64 / 1e6,
-            ms(*validate),
-            growth(*validate, |r| r.2)
+            "| `validate` of {} tasks ({:.1} MB), best of {} | {}{vg} |",
+            row.tasks,
+            row.bytes as f64 / 1e6,
+            row.rounds,
+            show(row.validate)
         );
         println!(
-            "| `split` of {tasks} tasks ({tasks} documents), best of {rounds} | {}{} |",
-            ms(*split),
-            growth(*split, |r| r.3)
+            "| `split` of {} tasks ({} documents), best of {} | {}{sg} |",
+            row.tasks,
+            row.tasks,
+            row.rounds,
+            show(row.split)
         );
     }
     Ok(())
@@ -242,44 +246,15 @@ fn scaling(bin: &Path, dir: &Path) -> anyhow::Result<()> {
 fn peak_memory(bin: &Path) -> anyhow::Result<()> {
     let workflow =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-world/hello-world.yaml");
-    let time = Path::new("/usr/bin/time");
-    if !time.exists() {
-        println!(
-            "| Peak memory of the hello-world run | not measured: GNU /usr/bin/time is not installed |"
-        );
-        return Ok(());
-    }
     let mut peaks = Vec::new();
     for _ in 0..ROUNDS {
-        let output = Command::new(time)
-            .args(["-f", "%M"])
-            .arg(bin)
-            .arg("run")
-            .arg("-f")
-            .arg(&workflow)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "hello-world run failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        // GNU time prints max RSS in KiB as the last line of stderr.
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let kib: u64 = stderr
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .with_context(|| format!("unexpected /usr/bin/time output: {stderr}"))?;
-        peaks.push(kib);
+        let c = cost(bin, &["run".as_ref(), "-f".as_ref(), workflow.as_os_str()])?;
+        peaks.push(c.max_rss_kib);
     }
     peaks.sort();
     let kib = peaks[peaks.len() / 2];
     println!(
-        "| Peak memory (max RSS) of the hello-world run (median of {ROUNDS}) | **{:.1} MiB** (target < 10 MB) |",
+        "| Peak memory (max RSS, from wait4) of the hello-world run, median of {ROUNDS} | **{:.1} MiB** (target < 10 MB) |",
         kib as f64 / 1024.0
     );
     Ok(())
