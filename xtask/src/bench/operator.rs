@@ -17,7 +17,8 @@
 //! are subtracted. Events are shared with the scheduler and job controller, so
 //! the operator's are counted from the Events about Workflows.
 //!
-//! `ROIERGASIAS_BENCH_WORKFLOWS` overrides the 200 (e.g. for a quick try).
+//! `ROIERGASIAS_BENCH_WORKFLOWS` overrides the 200 (e.g. for a quick try);
+//! `ROIERGASIAS_OPERATOR_BIN` runs that operator binary instead of building one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -75,7 +76,10 @@ pub fn run() -> anyhow::Result<()> {
             .with_context(|| format!("ROIERGASIAS_BENCH_WORKFLOWS={n:?} is not a number"))?,
         Err(_) => DEFAULT_WORKFLOWS,
     };
-    let operator = build_operator()?;
+    let operator = match std::env::var_os("ROIERGASIAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => build_operator()?,
+    };
     let (kubeconfig, started) = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
         Some(path) => (PathBuf::from(path), None),
         None => {
@@ -152,6 +156,8 @@ struct Report {
     peak_rss_kib: Option<u64>,
     namespace: String,
     log: PathBuf,
+    /// 1-minute load average before and after: the machine is shared, and latency follows load.
+    load: (String, String),
 }
 
 async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Result<Report> {
@@ -199,6 +205,7 @@ async fn measure(
     );
 
     let before = apiserver_writes(client).await?;
+    let load_before = loadavg();
     let workflows: Api<Workflow> = Api::namespaced(client.clone(), namespace);
     let started = Instant::now();
     futures::stream::iter(0..count)
@@ -227,6 +234,7 @@ async fn measure(
 
     let (succeeded, failed) = wait_finished(&workflows, count, &jobs, &mut child).await?;
     let total = started.elapsed();
+    let load_after = loadavg();
     let peak_rss_kib = child.peak_rss_kib();
     let metrics = http_get(port, "/metrics").await.map(|(_, body)| body).ok();
     let after = apiserver_writes(client).await?;
@@ -246,19 +254,25 @@ async fn measure(
     let metrics = metrics.unwrap_or_default();
     let mut apiserver = BTreeMap::new();
     let mut apiserver_failed_writes = 0.0;
+    let mut bench_creates = count as f64;
     for (key, after_value) in &after {
-        let delta = after_value - before.get(key).copied().unwrap_or(0.0);
-        if delta <= 0.0 {
-            continue;
-        }
+        let mut delta = after_value - before.get(key).copied().unwrap_or(0.0);
         if !key.code.starts_with('2') {
             apiserver_failed_writes += delta;
         }
-        *apiserver.entry(key.resource_label()).or_insert(0.0) += delta;
-    }
-    // The bench's own creates are not the operator's.
-    if let Some(v) = apiserver.get_mut("workflows POST") {
-        *v -= count as f64;
+        // The bench's own (successful) creates are not the operator's.
+        if key.resource == "workflows"
+            && key.subresource.is_empty()
+            && key.verb == "POST"
+            && key.code.starts_with('2')
+        {
+            let own = delta.min(bench_creates);
+            delta -= own;
+            bench_creates -= own;
+        }
+        if delta > 0.0 {
+            *apiserver.entry(key.resource_label()).or_insert(0.0) += delta;
+        }
     }
 
     Ok(Report {
@@ -275,6 +289,7 @@ async fn measure(
         peak_rss_kib,
         namespace: namespace.to_owned(),
         log,
+        load: (load_before, load_after),
     })
 }
 
@@ -394,6 +409,13 @@ impl Drop for OperatorProcess {
             self.stop();
         }
     }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
@@ -891,6 +913,12 @@ fn print_report(r: &Report) {
     println!(
         "Writes by the rest of the cluster (scheduler, job controller, kwok) in the same window: {}",
         others.join("; ")
+    );
+    println!(
+        "Machine: {} CPUs, 1-minute load average {} at the start, {} at the end.",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        r.load.0,
+        r.load.1
     );
     println!(
         "Namespace {} (deleted); operator log {}",
