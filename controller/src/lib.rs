@@ -1,14 +1,19 @@
 //! The roiergasias operator: reconciles `Workflow`s into one ConfigMap and Job per split.
 //!
 //! Pure parts (no client): [`plan`], [`state`], [`transition`], [`build`], [`names`].
-//! I/O: [`reconcile`]; process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
+//! I/O: [`reconcile`] (with [`context`], [`observe`], [`write`], [`crash`]);
+//! process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
 
 pub mod build;
+pub mod context;
+pub mod crash;
 pub mod http;
 pub mod leader;
 pub mod names;
+pub mod observe;
 pub mod plan;
 pub mod reconcile;
 pub mod state;
 pub mod telemetry;
 pub mod transition;
+pub mod write;

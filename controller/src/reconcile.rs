@@ -5,109 +5,34 @@
 //! at any instant resumes from status: objects it already created are found owned by this
 //! Workflow and adopted as success.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use roiergasias_crd::{Workflow, WorkflowStatus};
 use roiergasias_engine::Split;
-use serde_json::{Value, json};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::build::{self, RUNNER_CONTAINER, SplitInput};
+use crate::build::{self, SplitInput};
+use crate::context::key;
+pub use crate::context::{Context, Error};
 use crate::names::{SplitNames, split_names};
+use crate::observe::observe;
 use crate::plan::plan;
-use crate::state::{
-    Action, FailReason, JobOutcome, Machine, Observed, Planned, Presence, next_action,
-};
-use crate::telemetry::{ApiWrite, HandoffKey, Metrics};
+use crate::state::{Action, FailReason, Machine, Planned, next_action};
+use crate::telemetry::{ApiWrite, HandoffKey};
 use crate::transition;
+use crate::write::{Created, conflict_message, create, job_named, publish, write_status};
 
 /// A safety net only: Job changes wake the controller through its watch.
 const WAIT_RECHECK: Duration = Duration::from_secs(300);
-
-/// Shared by every reconcile.
-pub struct Context {
-    pub client: kube::Client,
-    pub runner_image: String,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    /// Test-only crash points (see [`CrashPoints`]).
-    pub crash: CrashPoints,
-    /// Consecutive failures per Workflow, for the error back-off.
-    failures: Mutex<HashMap<String, u32>>,
-    /// Per Workflow, the resourceVersion our last status write replaced: a reconcile handed that
-    /// version (the cache has not yet seen our write) is skipped, since the write's own watch
-    /// event brings the current one. Saves a doomed conflict, and its delay, per transition.
-    superseded: Mutex<HashMap<String, String>>,
-}
-
-impl Context {
-    /// True when `workflow` is the version our last status write replaced; otherwise forgets
-    /// that write (the cache has caught up).
-    fn behind_own_write(&self, workflow: &Workflow) -> bool {
-        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
-        let key = key(workflow);
-        match (superseded.get(&key), workflow.resource_version()) {
-            (Some(old), Some(current)) if *old == current => true,
-            (Some(_), _) => {
-                superseded.remove(&key);
-                false
-            }
-            (None, _) => false,
-        }
-    }
-
-    pub fn new(
-        client: kube::Client,
-        runner_image: String,
-        recorder: Recorder,
-        metrics: Arc<Metrics>,
-        crash: CrashPoints,
-    ) -> Self {
-        Context {
-            client,
-            runner_image,
-            recorder,
-            metrics,
-            crash,
-            failures: Mutex::new(HashMap::new()),
-            superseded: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API error: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("the Workflow changed since it was read; reconciling the newer version")]
-    Conflict,
-    #[error("cannot encode the status: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("the Workflow has no {0}")]
-    Incomplete(&'static str),
-}
-
-impl Error {
-    /// A short, bounded word for the errors metric.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kube",
-            Error::Conflict => "conflict",
-            Error::Encode(_) => "encode",
-            Error::Incomplete(_) => "incomplete",
-        }
-    }
-}
 
 /// Reconciles one Workflow; every log line inside carries its namespace and name.
 pub async fn reconcile(workflow: Arc<Workflow>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -166,14 +91,6 @@ fn backoff(attempt: u32) -> Duration {
         .build()
         .nth(attempt.saturating_sub(1) as usize)
         .unwrap_or(Duration::from_secs(300))
-}
-
-fn key(workflow: &Workflow) -> String {
-    format!(
-        "{}/{}",
-        workflow.namespace().unwrap_or_default(),
-        workflow.name_any()
-    )
 }
 
 async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, Error> {
@@ -414,132 +331,6 @@ fn names_of(
     )
 }
 
-/// Reads what the current state needs, straight from the API server (not a cache, so a
-/// just-created object is never missed).
-async fn observe(
-    ctx: &Context,
-    namespace: &str,
-    uid: &str,
-    machine: Machine,
-    names: Option<&SplitNames>,
-) -> Result<Observed, Error> {
-    let mut observed = Observed::default();
-    let Some(names) = names else {
-        return Ok(observed);
-    };
-    match machine {
-        Machine::Pending | Machine::Done => {}
-        // Nothing is read first: creating is the observation. An object that already exists
-        // comes back as AlreadyExists and its controller decides (see `create`), which saves two
-        // reads on every hand-off and handles the restart cases the same way.
-        Machine::Split(_) => {}
-        Machine::WaitingJob(_) => {
-            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-            let job = jobs.get_opt(&names.job).await?;
-            observed.job = presence(job.as_ref().map(|o| &o.metadata), uid);
-            if let (Presence::Ours, Some(job)) = (&observed.job, &job) {
-                let outcome = job_outcome(job);
-                if outcome != JobOutcome::Running {
-                    observed.pod_message =
-                        pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await?;
-                }
-                observed.job_outcome = Some(outcome);
-            }
-        }
-    }
-    Ok(observed)
-}
-
-fn presence(meta: Option<&ObjectMeta>, uid: &str) -> Presence {
-    let Some(meta) = meta else {
-        return Presence::Missing;
-    };
-    let controller = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true));
-    match controller {
-        Some(owner) if owner.uid == uid => Presence::Ours,
-        Some(owner) => Presence::Foreign(format!("controlled by {} {}", owner.kind, owner.name)),
-        None => Presence::Foreign("it has no controlling owner".into()),
-    }
-}
-
-/// The Job's terminal condition, if any.
-pub fn job_outcome(job: &Job) -> JobOutcome {
-    let conditions = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .cloned()
-        .unwrap_or_default();
-    for c in &conditions {
-        if c.status == "True" && c.type_ == "Complete" {
-            return JobOutcome::Complete;
-        }
-        if c.status == "True" && c.type_ == "Failed" {
-            return JobOutcome::Failed {
-                reason: c.reason.clone().unwrap_or_default(),
-                message: c.message.clone().unwrap_or_default(),
-            };
-        }
-    }
-    JobOutcome::Running
-}
-
-/// The termination message of the Job's last pod that succeeded (or failed), read from the
-/// runner container (`roiergasias`, else the first one).
-async fn pod_message(
-    ctx: &Context,
-    namespace: &str,
-    job: &Job,
-    succeeded: bool,
-) -> Result<Option<String>, Error> {
-    let Some(job_uid) = job.uid() else {
-        return Ok(None);
-    };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(
-            &ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={job_uid}")),
-        )
-        .await?;
-    let wanted = if succeeded { "Succeeded" } else { "Failed" };
-    let mut candidates: Vec<&Pod> = list
-        .items
-        .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
-        .collect();
-    candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-    Ok(candidates.last().and_then(|pod| termination_message(pod)))
-}
-
-pub fn termination_message(pod: &Pod) -> Option<String> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let first = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .map(|c| c.name.clone());
-    let status = statuses
-        .iter()
-        .find(|s| s.name == RUNNER_CONTAINER)
-        .or_else(|| statuses.iter().find(|s| Some(&s.name) == first.as_ref()))
-        .or_else(|| statuses.first())?;
-    let terminated = status
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .or_else(|| {
-            status
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-        })?;
-    terminated.message.clone().filter(|m| !m.trim().is_empty())
-}
-
 /// Split(n) → WaitingJob(n): ConfigMap n, then Job n, then the status.
 #[allow(clippy::too_many_arguments)]
 async fn create_split(
@@ -659,46 +450,6 @@ async fn create_split(
     Ok(Requeue::await_change())
 }
 
-enum Created<K> {
-    Done(K),
-    Foreign(String),
-    Rejected(String),
-}
-
-/// Creates `object`; one that already exists counts as created when this Workflow controls it
-/// (the controller was restarted between creating it and recording that in status).
-async fn create<K>(api: &Api<K>, object: &K, uid: &str) -> Result<Created<K>, Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(created) => Ok(Created::Done(created)),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let existing = api
-                .get(&object.meta().name.clone().unwrap_or_default())
-                .await?;
-            match presence(Some(existing.meta()), uid) {
-                Presence::Ours => Ok(Created::Done(existing)),
-                Presence::Foreign(owner) => Ok(Created::Foreign(owner)),
-                // presence() of an existing object is never Missing.
-                Presence::Missing => Ok(Created::Foreign("unknown owner".into())),
-            }
-        }
-        // Invalid (422) or too large (413): retrying cannot help.
-        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 413 => {
-            Ok(Created::Rejected(status.message))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn conflict_message(kind: &str, name: &str, owner: &str) -> String {
-    format!(
-        "{kind} {name} already exists and is not owned by this Workflow ({owner}); \
-         delete or rename it, then re-create the Workflow"
-    )
-}
-
 async fn fail(
     workflow: &Workflow,
     ctx: &Context,
@@ -735,163 +486,9 @@ async fn fail(
     Ok(Requeue::await_change())
 }
 
-/// Writes the whole status as one merge patch, conditional on the resourceVersion read: a
-/// reconcile working from a stale copy gets a conflict instead of undoing a newer transition.
-async fn write_status(
-    workflow: &Workflow,
-    ctx: &Context,
-    new: &WorkflowStatus,
-) -> Result<(), Error> {
-    let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &namespace);
-    let new = transition::observed(new.clone(), generation(workflow));
-    let patch = json!({
-        "metadata": { "resourceVersion": workflow.resource_version() },
-        "status": status_patch(workflow.status.as_ref(), &new)?,
-    });
-    match api
-        .patch_status(
-            &workflow.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            ctx.metrics.count_write(ApiWrite::Status);
-            if let Some(old) = workflow.resource_version() {
-                ctx.superseded
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key(workflow), old);
-            }
-            Ok(())
-        }
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The new status as a merge patch over the old one: fields that disappeared become null.
-pub fn status_patch(old: Option<&WorkflowStatus>, new: &WorkflowStatus) -> Result<Value, Error> {
-    let mut patch = serde_json::to_value(new)?;
-    if let (Some(old), Value::Object(fields)) = (old, &mut patch)
-        && let Value::Object(old) = serde_json::to_value(old)?
-    {
-        for key in old.keys() {
-            fields.entry(key.clone()).or_insert(Value::Null);
-        }
-    }
-    Ok(patch)
-}
-
-/// Publishes an Event on the Workflow without holding up the reconcile: the next transition
-/// need not wait for it. `related` (the split's Job) keeps each split's Events apart, since the
-/// recorder folds Events with equal keys into one series.
-async fn publish(
-    ctx: &Context,
-    workflow: &Workflow,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-    related: Option<ObjectReference>,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(transition::truncate(note, 1000)),
-        action: action.into(),
-        secondary: related,
-    };
-    let recorder = ctx.recorder.clone();
-    let metrics = ctx.metrics.clone();
-    let regarding = workflow.object_ref(&());
-    let reason = reason.to_owned();
-    tokio::spawn(
-        async move {
-            match recorder.publish(&event, &regarding).await {
-                Ok(()) => metrics.count_write(ApiWrite::Event),
-                // Events are for people; a lost one must not stop the workflow.
-                Err(error) => warn!(%error, reason, "could not publish an Event"),
-            }
-        }
-        .in_current_span(),
-    );
-}
-
-/// A reference to Job `name` in the Workflow's namespace.
-fn job_named(workflow: &Workflow, name: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: Some(name.to_owned()),
-        namespace: workflow.namespace(),
-        ..Default::default()
-    }
-}
-
-/// Test-only: `ROIERGASIAS_TEST_CRASH_AFTER=configmap:2,advance:1` makes the process exit at
-/// those points (after creating ConfigMap 2; after recording split 1's success), so the cluster
-/// tests can kill the controller exactly between two writes. Unset in production.
-#[derive(Clone, Debug, Default)]
-pub struct CrashPoints(Vec<(String, u32)>);
-
-impl CrashPoints {
-    pub const ENV: &'static str = "ROIERGASIAS_TEST_CRASH_AFTER";
-
-    pub fn from_env() -> Self {
-        Self::parse(&std::env::var(Self::ENV).unwrap_or_default())
-    }
-
-    pub fn parse(text: &str) -> Self {
-        CrashPoints(
-            text.split(',')
-                .filter_map(|p| {
-                    let (point, n) = p.trim().split_once(':')?;
-                    Some((point.to_owned(), n.parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-
-    pub fn at(&self, point: &str, n: u32) {
-        if self.0.iter().any(|(p, m)| p == point && *m == n) {
-            eprintln!("{}: crash point {point}:{n} reached; exiting", Self::ENV);
-            std::process::exit(86);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_patch_nulls_fields_that_disappeared() {
-        let old = WorkflowStatus {
-            message: Some("old".into()),
-            current_node: Some("node1".into()),
-            ..Default::default()
-        };
-        let new = WorkflowStatus {
-            message: Some("new".into()),
-            ..Default::default()
-        };
-        let patch = status_patch(Some(&old), &new).unwrap();
-        assert_eq!(patch, json!({"message": "new", "currentNode": null}));
-        assert_eq!(status_patch(None, &new).unwrap(), json!({"message": "new"}));
-    }
-
-    #[test]
-    fn crash_points_parse_and_ignore_garbage() {
-        let points = CrashPoints::parse("configmap:2, advance:1,bogus,job:x");
-        assert_eq!(
-            points.0,
-            vec![("configmap".into(), 2), ("advance".into(), 1)]
-        );
-        assert!(CrashPoints::parse("").0.is_empty());
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
@@ -903,73 +500,5 @@ mod tests {
         );
         assert!(later > first, "{later:?} vs {first:?}");
         assert!(backoff(100) <= Duration::from_secs(300));
-    }
-
-    #[test]
-    fn job_outcome_reads_terminal_conditions_only() {
-        use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
-        let with = |type_: &str, reason: Option<&str>| Job {
-            status: Some(JobStatus {
-                conditions: Some(vec![JobCondition {
-                    type_: type_.into(),
-                    status: "True".into(),
-                    reason: reason.map(Into::into),
-                    message: Some("m".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(job_outcome(&Job::default()), JobOutcome::Running);
-        assert_eq!(
-            job_outcome(&with("SuccessCriteriaMet", None)),
-            JobOutcome::Running
-        );
-        assert_eq!(job_outcome(&with("Complete", None)), JobOutcome::Complete);
-        assert_eq!(
-            job_outcome(&with("Failed", Some("BackoffLimitExceeded"))),
-            JobOutcome::Failed {
-                reason: "BackoffLimitExceeded".into(),
-                message: "m".into()
-            }
-        );
-    }
-
-    #[test]
-    fn termination_message_prefers_the_runner_container() {
-        use k8s_openapi::api::core::v1::{
-            ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
-        };
-        let status = |name: &str, message: &str| ContainerStatus {
-            name: name.into(),
-            state: Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    message: Some(message.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let pod = Pod {
-            status: Some(PodStatus {
-                container_statuses: Some(vec![
-                    status("sidecar", "no"),
-                    status("roiergasias", "{\"A\":\"1\"}"),
-                ]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(termination_message(&pod).as_deref(), Some("{\"A\":\"1\"}"));
-        let blank = Pod {
-            status: Some(PodStatus {
-                container_statuses: Some(vec![status("x", "  ")]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(termination_message(&blank), None);
     }
 }

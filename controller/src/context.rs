@@ -1,0 +1,150 @@
+//! What every reconcile shares, and the errors a reconcile can end with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::ResourceExt;
+use kube::runtime::events::Recorder;
+use roiergasias_crd::Workflow;
+
+use crate::crash::CrashPoints;
+use crate::telemetry::Metrics;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: kube::Client,
+    pub runner_image: String,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Test-only crash points (see [`CrashPoints`]).
+    pub crash: CrashPoints,
+    /// Consecutive failures per Workflow, for the error back-off.
+    pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// Per Workflow, the resourceVersion our last status write replaced: a reconcile handed that
+    /// version (the cache has not yet seen our write) is skipped, since the write's own watch
+    /// event brings the current one. Saves a doomed conflict, and its delay, per transition.
+    pub(crate) superseded: Mutex<HashMap<String, String>>,
+}
+
+impl Context {
+    /// True when `workflow` is the version our last status write replaced; otherwise forgets
+    /// that write (the cache has caught up).
+    pub(crate) fn behind_own_write(&self, workflow: &Workflow) -> bool {
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        let key = key(workflow);
+        match (superseded.get(&key), workflow.resource_version()) {
+            (Some(old), Some(current)) if *old == current => true,
+            (Some(_), _) => {
+                superseded.remove(&key);
+                false
+            }
+            (None, _) => false,
+        }
+    }
+
+    pub fn new(
+        client: kube::Client,
+        runner_image: String,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        crash: CrashPoints,
+    ) -> Self {
+        Context {
+            client,
+            runner_image,
+            recorder,
+            metrics,
+            crash,
+            failures: Mutex::new(HashMap::new()),
+            superseded: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the Workflow changed since it was read; reconciling the newer version")]
+    Conflict,
+    #[error("cannot encode the status: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the Workflow has no {0}")]
+    Incomplete(&'static str),
+}
+
+impl Error {
+    /// A short, bounded word for the errors metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Conflict => "conflict",
+            Error::Encode(_) => "encode",
+            Error::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+/// `namespace/name`.
+pub(crate) fn key(workflow: &Workflow) -> String {
+    format!(
+        "{}/{}",
+        workflow.namespace().unwrap_or_default(),
+        workflow.name_any()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roiergasias_crd::{WorkflowSpec, WorkflowYaml};
+
+    fn context() -> Context {
+        // No request is made: a client needs only a URL to exist.
+        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let recorder = Recorder::new(client.clone(), "test".into());
+        Context::new(
+            client,
+            "runner".into(),
+            recorder,
+            Arc::new(Metrics::new()),
+            CrashPoints::default(),
+        )
+    }
+
+    fn at_version(rv: &str) -> Workflow {
+        let mut wf = Workflow::new(
+            "w",
+            WorkflowSpec {
+                workflow_yaml: WorkflowYaml {
+                    name: "w".into(),
+                    yaml: "version: 0.1".into(),
+                },
+                job_template: None,
+            },
+        );
+        wf.metadata.namespace = Some("ns".into());
+        wf.metadata.resource_version = Some(rv.into());
+        wf
+    }
+
+    #[tokio::test]
+    async fn a_copy_older_than_our_own_write_is_skipped_until_the_cache_catches_up() {
+        let ctx = context();
+        assert!(
+            !ctx.behind_own_write(&at_version("10")),
+            "nothing written yet"
+        );
+        // We wrote a status over version 10.
+        ctx.superseded
+            .lock()
+            .unwrap()
+            .insert(key(&at_version("10")), "10".into());
+        assert!(ctx.behind_own_write(&at_version("10")), "stale copy");
+        assert!(ctx.behind_own_write(&at_version("10")), "still stale");
+        assert!(!ctx.behind_own_write(&at_version("11")), "caught up");
+        // Forgotten once the cache caught up: the map stays bounded.
+        assert!(ctx.superseded.lock().unwrap().is_empty());
+    }
+}

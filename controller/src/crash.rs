@@ -1,0 +1,48 @@
+//! Test-only crash points for the cluster tests' kill-and-restart cases.
+
+/// Test-only: `ROIERGASIAS_TEST_CRASH_AFTER=configmap:2,advance:1` makes the process exit at
+/// those points (after creating ConfigMap 2; after recording split 1's success), so the cluster
+/// tests can kill the controller exactly between two writes. Unset in production.
+#[derive(Clone, Debug, Default)]
+pub struct CrashPoints(Vec<(String, u32)>);
+
+impl CrashPoints {
+    pub const ENV: &'static str = "ROIERGASIAS_TEST_CRASH_AFTER";
+
+    pub fn from_env() -> Self {
+        Self::parse(&std::env::var(Self::ENV).unwrap_or_default())
+    }
+
+    pub fn parse(text: &str) -> Self {
+        CrashPoints(
+            text.split(',')
+                .filter_map(|p| {
+                    let (point, n) = p.trim().split_once(':')?;
+                    Some((point.to_owned(), n.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn at(&self, point: &str, n: u32) {
+        if self.0.iter().any(|(p, m)| p == point && *m == n) {
+            eprintln!("{}: crash point {point}:{n} reached; exiting", Self::ENV);
+            std::process::exit(86);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_points_parse_and_ignore_garbage() {
+        let points = CrashPoints::parse("configmap:2, advance:1,bogus,job:x");
+        assert_eq!(
+            points.0,
+            vec![("configmap".into(), 2), ("advance".into(), 1)]
+        );
+        assert!(CrashPoints::parse("").0.is_empty());
+    }
+}

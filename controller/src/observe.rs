@@ -1,0 +1,212 @@
+//! Reading what the state machine needs to decide: the current split's Job, its outcome and
+//! its pod's termination message, straight from the API server.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use crate::build::RUNNER_CONTAINER;
+use crate::context::{Context, Error};
+use crate::names::SplitNames;
+use crate::state::{JobOutcome, Machine, Observed, Presence};
+
+/// Reads what the current state needs, straight from the API server (not a cache, so a
+/// just-created object is never missed).
+pub(crate) async fn observe(
+    ctx: &Context,
+    namespace: &str,
+    uid: &str,
+    machine: Machine,
+    names: Option<&SplitNames>,
+) -> Result<Observed, Error> {
+    let mut observed = Observed::default();
+    let Some(names) = names else {
+        return Ok(observed);
+    };
+    match machine {
+        Machine::Pending | Machine::Done => {}
+        // Nothing is read first: creating is the observation. An object that already exists
+        // comes back as AlreadyExists and its controller decides (see `create`), which saves two
+        // reads on every hand-off and handles the restart cases the same way.
+        Machine::Split(_) => {}
+        Machine::WaitingJob(_) => {
+            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+            let job = jobs.get_opt(&names.job).await?;
+            observed.job = presence(job.as_ref().map(|o| &o.metadata), uid);
+            if let (Presence::Ours, Some(job)) = (&observed.job, &job) {
+                let outcome = job_outcome(job);
+                if outcome != JobOutcome::Running {
+                    observed.pod_message =
+                        pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await?;
+                }
+                observed.job_outcome = Some(outcome);
+            }
+        }
+    }
+    Ok(observed)
+}
+
+pub(crate) fn presence(meta: Option<&ObjectMeta>, uid: &str) -> Presence {
+    let Some(meta) = meta else {
+        return Presence::Missing;
+    };
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    match controller {
+        Some(owner) if owner.uid == uid => Presence::Ours,
+        Some(owner) => Presence::Foreign(format!("controlled by {} {}", owner.kind, owner.name)),
+        None => Presence::Foreign("it has no controlling owner".into()),
+    }
+}
+
+/// The Job's terminal condition, if any.
+pub fn job_outcome(job: &Job) -> JobOutcome {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    for c in &conditions {
+        if c.status == "True" && c.type_ == "Complete" {
+            return JobOutcome::Complete;
+        }
+        if c.status == "True" && c.type_ == "Failed" {
+            return JobOutcome::Failed {
+                reason: c.reason.clone().unwrap_or_default(),
+                message: c.message.clone().unwrap_or_default(),
+            };
+        }
+    }
+    JobOutcome::Running
+}
+
+/// The termination message of the Job's last pod that succeeded (or failed), read from the
+/// runner container (`roiergasias`, else the first one).
+pub(crate) async fn pod_message(
+    ctx: &Context,
+    namespace: &str,
+    job: &Job,
+    succeeded: bool,
+) -> Result<Option<String>, Error> {
+    let Some(job_uid) = job.uid() else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(
+            &ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={job_uid}")),
+        )
+        .await?;
+    let wanted = if succeeded { "Succeeded" } else { "Failed" };
+    let mut candidates: Vec<&Pod> = list
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
+        .collect();
+    candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(candidates.last().and_then(|pod| termination_message(pod)))
+}
+
+pub fn termination_message(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let first = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone());
+    let status = statuses
+        .iter()
+        .find(|s| s.name == RUNNER_CONTAINER)
+        .or_else(|| statuses.iter().find(|s| Some(&s.name) == first.as_ref()))
+        .or_else(|| statuses.first())?;
+    let terminated = status
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| {
+            status
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+        })?;
+    terminated.message.clone().filter(|m| !m.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_outcome_reads_terminal_conditions_only() {
+        use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+        let with = |type_: &str, reason: Option<&str>| Job {
+            status: Some(JobStatus {
+                conditions: Some(vec![JobCondition {
+                    type_: type_.into(),
+                    status: "True".into(),
+                    reason: reason.map(Into::into),
+                    message: Some("m".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(job_outcome(&Job::default()), JobOutcome::Running);
+        assert_eq!(
+            job_outcome(&with("SuccessCriteriaMet", None)),
+            JobOutcome::Running
+        );
+        assert_eq!(job_outcome(&with("Complete", None)), JobOutcome::Complete);
+        assert_eq!(
+            job_outcome(&with("Failed", Some("BackoffLimitExceeded"))),
+            JobOutcome::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                message: "m".into()
+            }
+        );
+    }
+
+    #[test]
+    fn termination_message_prefers_the_runner_container() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+        };
+        let status = |name: &str, message: &str| ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    message: Some(message.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![
+                    status("sidecar", "no"),
+                    status("roiergasias", "{\"A\":\"1\"}"),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(termination_message(&pod).as_deref(), Some("{\"A\":\"1\"}"));
+        let blank = Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![status("x", "  ")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(termination_message(&blank), None);
+    }
+}
