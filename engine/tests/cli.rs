@@ -499,3 +499,27 @@ fn commands_are_found_on_the_workflow_path_with_argv0_as_written() {
         out.stderr
     );
 }
+
+#[test]
+fn each_command_gets_a_fresh_private_outputs_file_removed_afterwards() {
+    let text = r#"version: 0.1
+task:
+  - sequential:
+      - shell:
+          - 'test ! -s "$ROIERGASIAS_ENV" && echo "$ROIERGASIAS_ENV" && echo a=1 >> "$ROIERGASIAS_ENV"'
+          - 'test ! -s "$ROIERGASIAS_ENV" && echo "$ROIERGASIAS_ENV" && stat -c %a "$(dirname "$ROIERGASIAS_ENV")"'
+"#;
+    let out = roiergasias_stdin(&["run", "-f", "-"], text.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_ne!(lines[0], lines[1], "a new file per command");
+    assert_eq!(lines[2], "700", "the directory is private");
+    for path in &lines[..2] {
+        let path = std::path::Path::new(path);
+        assert!(
+            !path.exists() && !path.parent().unwrap().exists(),
+            "{path:?} is cleaned up"
+        );
+    }
+}

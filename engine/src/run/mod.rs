@@ -5,7 +5,10 @@ mod env_file;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -92,6 +95,8 @@ pub fn run(workflow: &Workflow, observer: &mut dyn Observer) -> Result<Vec<EnvVa
         vars: HashMap::new(),
         outputs: Vec::new(),
         observer,
+        env_dir: None,
+        commands: 0,
     };
     runner.global_environment(&workflow.environment)?;
     let tasks = workflow.tasks.len();
@@ -121,6 +126,11 @@ struct Runner<'o> {
     vars: HashMap<String, String>,
     outputs: Vec<EnvVar>,
     observer: &'o mut dyn Observer,
+    /// A private directory (0700) for the commands' outputs files, made at the first
+    /// command. Files in a small directory of our own are cheaper to create than in a
+    /// shared /tmp, and nobody else can plant or read them.
+    env_dir: Option<tempfile::TempDir>,
+    commands: usize,
 }
 
 impl Runner<'_> {
@@ -246,18 +256,39 @@ impl Runner<'_> {
 
     /// Runs one command with the workflow variables exported and a fresh outputs file.
     fn command(&mut self, at: &StepAt, shown: &str, mut command: Command) -> Result<(), RunError> {
-        let mut env_file = tempfile::Builder::new()
-            .prefix("roiergasias-env-")
-            .tempfile()
-            .map_err(|error| RunError::Io {
-                at: at.to_string(),
-                what: format!(
-                    "creating the {ENV_FILE_VAR} file in {} (set TMPDIR to a writable directory)",
-                    std::env::temp_dir().display()
-                ),
-                error,
-            })?;
-        command.envs(&self.vars).env(ENV_FILE_VAR, env_file.path());
+        let io_error = |error| RunError::Io {
+            at: at.to_string(),
+            what: format!(
+                "creating the {ENV_FILE_VAR} file in {} (set TMPDIR to a writable directory)",
+                std::env::temp_dir().display()
+            ),
+            error,
+        };
+        if self.env_dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("roiergasias-")
+                .tempdir()
+                .map_err(io_error)?;
+            self.env_dir = Some(dir);
+        }
+        self.commands += 1;
+        let path = self
+            .env_dir
+            .as_ref()
+            .map(|d| d.path().join(format!("env-{}", self.commands)))
+            .unwrap_or_default();
+        // A fresh, empty file per command: nothing left over from an earlier one.
+        let mut env_file = EnvFile {
+            file: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_error)?,
+            path,
+        };
+        command.envs(&self.vars).env(ENV_FILE_VAR, &env_file.path);
         match command::run(&mut command) {
             Ok(Ok(())) => {}
             Ok(Err(outcome)) => {
@@ -283,7 +314,7 @@ impl Runner<'_> {
         }
         // The child appended through its own descriptor; ours still reads from the start.
         let mut bytes = Vec::new();
-        let file = env_file.as_file_mut();
+        let file = &mut env_file.file;
         file.rewind()
             .and_then(|()| file.read_to_end(&mut bytes))
             .map_err(|error| RunError::Io {
@@ -306,5 +337,17 @@ impl Runner<'_> {
             self.set(var, ENV_FILE_VAR);
         }
         Ok(())
+    }
+}
+
+/// An outputs file, removed when done with (the directory goes at the end of the run).
+struct EnvFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
