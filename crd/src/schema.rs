@@ -15,7 +15,11 @@ pub fn job_template(generator: &mut SchemaGenerator) -> Schema {
     // The operator supplies the runner container when there is none, so neither the pod
     // template nor its containers are required here.
     optional(&mut schema, "/properties/spec", "template");
-    optional(&mut schema, "/properties/spec/properties/template/properties/spec", "containers");
+    optional(
+        &mut schema,
+        "/properties/spec/properties/template/properties/spec",
+        "containers",
+    );
     schema
 }
 
