@@ -523,3 +523,42 @@ task:
         );
     }
 }
+
+#[test]
+fn sigterm_is_passed_on_to_the_command_and_stops_the_workflow() {
+    use std::io::{BufRead, BufReader};
+    let text = "version: 0.1\ntask:\n  - sequential:\n      - shell: [\"trap 'kill $!; echo got TERM; exit 7' TERM; echo ready; sleep 30 >/dev/null 2>&1 & wait\"]\n      - print: [never]\n";
+    let dir = Dir::temp();
+    let file = dir.file("w.yaml", text);
+    let mut child = bin()
+        .args(["run", "-f", &file])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The command is running (and has set its trap) once it says so.
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        rest, "got TERM\n",
+        "the command got SIGTERM; later steps did not run"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: task 1, step 1 (shell): stopped by SIGTERM (passed on to the running command)"
+        ),
+        "{stderr}"
+    );
+}

@@ -227,6 +227,7 @@ fn run_inner(file: &Path, target: Option<&Path>) -> Result<(), Failure> {
         workflow.step_count(),
         plural(workflow.step_count())
     );
+    roiergasias_engine::run::forward_signals();
     let started = Instant::now();
     let vars = roiergasias_engine::run::run(&workflow, &mut Progress)
         .map_err(|e| Failure::Step(e.to_string()))?;

@@ -67,8 +67,12 @@ pub fn run(command: &mut Command) -> std::io::Result<Result<(), Outcome>> {
     command
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
-    let status = command.status()?;
-    Ok(outcome(status))
+    let mut child = command.spawn()?;
+    super::signals::set_child(child.id());
+    // A signal that came just before the pid was stored is seen by the runner afterwards.
+    let status = child.wait();
+    super::signals::clear_child();
+    Ok(outcome(status?))
 }
 
 fn outcome(status: ExitStatus) -> Result<(), Outcome> {
@@ -81,7 +85,7 @@ fn outcome(status: ExitStatus) -> Result<(), Outcome> {
     }
 }
 
-fn signal_name(sig: i32) -> Option<&'static str> {
+pub fn signal_name(sig: i32) -> Option<&'static str> {
     Some(match sig {
         1 => "SIGHUP",
         2 => "SIGINT",

@@ -2,6 +2,7 @@
 
 mod command;
 mod env_file;
+mod signals;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use command::Outcome;
 pub use env_file::{EnvFileError, parse_env_file};
+pub use signals::forward_signals;
 
 use crate::model::{EnvVar, Step, Workflow};
 use crate::substitute::substitute;
@@ -51,6 +53,8 @@ pub enum RunError {
         line: usize,
         message: String,
     },
+    #[error("{at}: stopped by {signal}{}", if *.signal == "SIGTERM" { " (passed on to the running command)" } else { "" })]
+    Stopped { at: String, signal: &'static str },
     #[error("{at}: {what}: {error}")]
     Io {
         at: String,
@@ -110,7 +114,14 @@ pub fn run(workflow: &Workflow, observer: &mut dyn Observer) -> Result<Vec<EnvVa
             };
             runner.observer.step_started(&at);
             let started = Instant::now();
-            let result = runner.step(&at, step);
+            let mut result = runner.step(&at, step);
+            // Stop after the step during which SIGTERM or SIGINT arrived, whatever its result.
+            if let Some(sig) = signals::received() {
+                result = Err(RunError::Stopped {
+                    at: at.to_string(),
+                    signal: command::signal_name(sig).unwrap_or("a signal"),
+                });
+            }
             runner
                 .observer
                 .step_finished(&at, started.elapsed(), result.is_ok());
