@@ -20,20 +20,21 @@ pub struct Context {
     pub crash: CrashPoints,
     /// Consecutive failures per Workflow, for the error back-off.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
-    /// Per Workflow, the resourceVersion our last status write replaced: a reconcile handed that
-    /// version (the cache has not yet seen our write) is skipped, since the write's own watch
-    /// event brings the current one. Saves a doomed conflict, and its delay, per transition.
-    pub(crate) superseded: Mutex<HashMap<String, String>>,
+    /// Per Workflow, the resourceVersions our last reconcile's status writes replaced (one per
+    /// chained transition): a reconcile handed one of them (the cache has not yet seen our
+    /// writes) is skipped, since the writes' own watch events bring the current one. Saves a
+    /// doomed conflict, and its delay, per transition.
+    pub(crate) superseded: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Context {
-    /// True when `workflow` is the version our last status write replaced; otherwise forgets
-    /// that write (the cache has caught up).
+    /// True when `workflow` is a version our last reconcile's status writes replaced; otherwise
+    /// forgets those writes (the cache has caught up).
     pub(crate) fn behind_own_write(&self, workflow: &Workflow) -> bool {
         let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         let key = key(workflow);
         match (superseded.get(&key), workflow.resource_version()) {
-            (Some(old), Some(current)) if *old == current => true,
+            (Some(old), Some(current)) if old.contains(&current) => true,
             (Some(_), _) => {
                 superseded.remove(&key);
                 false
@@ -136,14 +137,15 @@ mod tests {
             !ctx.behind_own_write(&at_version("10")),
             "nothing written yet"
         );
-        // We wrote a status over version 10.
+        // One reconcile chained two status writes: over version 10, then over 11.
         ctx.superseded
             .lock()
             .unwrap()
-            .insert(key(&at_version("10")), "10".into());
+            .insert(key(&at_version("10")), vec!["10".into(), "11".into()]);
         assert!(ctx.behind_own_write(&at_version("10")), "stale copy");
+        assert!(ctx.behind_own_write(&at_version("11")), "intermediate copy");
         assert!(ctx.behind_own_write(&at_version("10")), "still stale");
-        assert!(!ctx.behind_own_write(&at_version("11")), "caught up");
+        assert!(!ctx.behind_own_write(&at_version("12")), "caught up");
         // Forgotten once the cache caught up: the map stays bounded.
         assert!(ctx.superseded.lock().unwrap().is_empty());
     }

@@ -1,6 +1,7 @@
 //! The operator's small HTTP server: `/metrics` (OpenMetrics), `/healthz`
-//! (liveness: the process serves requests) and `/readyz` (ready only while
-//! this replica runs the controller, i.e. leads).
+//! (liveness: the process serves requests) and `/readyz` (ready while the
+//! controller runs, or with leader election while this replica takes part in
+//! it: leading or standing by).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -138,7 +139,7 @@ fn respond(
         "/readyz" if *ready.borrow() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: this replica is not running the controller (not the leader, or starting)\n",
+            "not ready: the controller is starting, stopping, or cannot reach its leader election Lease\n",
         ),
         _ => text(
             StatusCode::NOT_FOUND,
@@ -239,7 +240,10 @@ mod tests {
         assert_eq!(request(server.addr, "GET", "/healthz").await.0, 200);
         let (status, _, body) = request(server.addr, "GET", "/readyz").await;
         assert_eq!(status, 503);
-        assert!(body.contains("not the leader"), "{body}");
+        assert!(
+            body.contains("not ready: the controller is starting"),
+            "{body}"
+        );
 
         server.ready.send_replace(true);
         assert_eq!(request(server.addr, "GET", "/readyz").await.0, 200);

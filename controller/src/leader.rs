@@ -98,8 +98,11 @@ pub enum LeaderExit {
 /// Runs the future made by `controller` only while this replica holds the
 /// Lease: started on acquiring it, dropped (cancelled) on losing it or on any
 /// error talking to the Lease, and started afresh on re-acquiring it.
-/// `ready` is true exactly while the controller runs. On shutdown the Lease
-/// is released so a standby can take over without waiting for expiry.
+/// `ready` is true while this replica takes part in the election, leading or
+/// standing by (a standby that is never ready would hang a rolling update of
+/// a one-replica Deployment); false while the Lease cannot be reached and after
+/// shutdown. On shutdown the Lease is released so a standby can take over
+/// without waiting for expiry.
 pub async fn run_while_leading<F, Fut>(
     client: Client,
     config: &LeaderConfig,
@@ -133,6 +136,7 @@ where
         };
 
         let mut running: Option<Pin<Box<Fut>>> = None;
+        ready.send_replace(true);
         let exit = loop {
             tokio::select! {
                 _ = &mut shutdown => break Some(LeaderExit::Shutdown),
@@ -145,12 +149,10 @@ where
                         tracing::info!(identity = %config.identity, lease = %config.lease_name, "acquired the Lease; starting the controller");
                         retry = RETRY_MIN;
                         running = Some(Box::pin(controller()));
-                        ready.send_replace(true);
                     }
                     Ok(false) => {
                         tracing::warn!(identity = %config.identity, lease = %config.lease_name, "lost the Lease; stopping the controller");
                         running = None;
-                        ready.send_replace(false);
                     }
                     Err(error) => {
                         // Leadership can no longer be confirmed: stop reconciling

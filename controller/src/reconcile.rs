@@ -1,9 +1,9 @@
-//! The thin I/O layer: observe → decide (pure, [`crate::state`]) → act → persist one transition.
+//! The thin I/O layer: observe → decide (pure, [`crate::state`]) → act → persist a transition.
 //!
-//! Each reconcile makes at most one transition of the state machine and writes it to status
-//! before anything acts on it, guarded by the Workflow's resourceVersion, so a controller killed
-//! at any instant resumes from status: objects it already created are found owned by this
-//! Workflow and adopted as success.
+//! Each transition of the state machine is written to status before the next is acted on,
+//! guarded by the Workflow's resourceVersion, so a controller killed at any instant resumes
+//! from status: objects it already created are found owned by this Workflow and adopted as
+//! success. A reconcile may chain immediate transitions (see [`reconcile_inner`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,14 +93,50 @@ fn backoff(attempt: u32) -> Duration {
         .unwrap_or(Duration::from_secs(300))
 }
 
+/// Chained transitions per reconcile at most: Pending → Split(1) → WaitingJob(1) is the longest
+/// run without waiting for a Job; the bound only guards against a loop.
+const MAX_STEPS: usize = 4;
+
+/// How one step ended.
+enum Step {
+    /// No status write: done until something changes (or the requeue).
+    Stop(Requeue),
+    /// A transition was persisted; the Workflow as written.
+    Wrote(Box<Workflow>),
+}
+
+/// Runs steps while each persisted transition leads to one that can be acted on at once
+/// (Split(n): create its objects), so a hand-off needs no second reconcile. Each step works from
+/// the object its predecessor's status write returned (never a stale cache) and persists its
+/// transition before the next step acts on it, so the restart guarantees are unchanged.
 async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, Error> {
-    if workflow.meta().deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove ConfigMaps and Jobs.
-        return Ok(Requeue::await_change());
-    }
     if ctx.behind_own_write(workflow) {
         debug!("cached copy predates our last status write; waiting for the newer one");
         return Ok(Requeue::await_change());
+    }
+    let mut written: Option<Box<Workflow>> = None;
+    for _ in 0..MAX_STEPS {
+        let current = written.as_deref().unwrap_or(workflow);
+        match step(current, ctx).await? {
+            Step::Stop(requeue) => return Ok(requeue),
+            Step::Wrote(new) => {
+                if !matches!(Machine::of(new.status.as_ref()), Machine::Split(_)) {
+                    // Waiting for a Job (its watch wakes us), or Done.
+                    return Ok(Requeue::await_change());
+                }
+                written = Some(new);
+            }
+        }
+    }
+    // Bound reached: the last write's watch event brings the next reconcile.
+    Ok(Requeue::await_change())
+}
+
+/// One transition: observe → decide → act → persist.
+async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
+    if workflow.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove ConfigMaps and Jobs.
+        return Ok(Step::Stop(Requeue::await_change()));
     }
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
@@ -136,11 +172,11 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
     let now = Time(Timestamp::now());
 
     match action {
-        Action::Nothing => Ok(Requeue::await_change()),
-        Action::Wait => Ok(Requeue::requeue(WAIT_RECHECK)),
+        Action::Nothing => Ok(Step::Stop(Requeue::await_change())),
+        Action::Wait => Ok(Step::Stop(Requeue::requeue(WAIT_RECHECK))),
         Action::Start { nodes } => {
             let new = transition::started(&status, &nodes, &names, generation(workflow), &now);
-            write_status(workflow, ctx, &new).await?;
+            let written = write_status(workflow, ctx, &new).await?;
             let on = if new.nodes.is_empty() {
                 String::new()
             } else {
@@ -157,7 +193,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                 None,
             )
             .await;
-            Ok(Requeue::await_change())
+            Ok(Step::Wrote(Box::new(written)))
         }
         Action::Fail { reason, message } => {
             fail(workflow, ctx, &status, reason, &message, &now).await
@@ -238,7 +274,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                     .await;
                 }
             };
-            write_status(workflow, ctx, &new).await?;
+            let written = write_status(workflow, ctx, &new).await?;
             ctx.crash.at("advance", split);
             if let Some(message) = ignored_message {
                 publish(
@@ -290,7 +326,7 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                 )
                 .await;
             }
-            Ok(Requeue::await_change())
+            Ok(Step::Wrote(Box::new(written)))
         }
     }
 }
@@ -342,7 +378,7 @@ async fn create_split(
     create_config_map: bool,
     create_job: bool,
     now: &Time,
-) -> Result<Requeue, Error> {
+) -> Result<Step, Error> {
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
     let n = split.index as u32;
@@ -426,7 +462,7 @@ async fn create_split(
         ..Default::default()
     };
     let new = transition::job_created(status, n, job_ref, now);
-    write_status(workflow, ctx, &new).await?;
+    let written = write_status(workflow, ctx, &new).await?;
     let total = new.total_splits.unwrap_or(1);
     let on = split
         .node
@@ -447,7 +483,7 @@ async fn create_split(
         Some(job_named(workflow, &names.job)),
     )
     .await;
-    Ok(Requeue::await_change())
+    Ok(Step::Wrote(Box::new(written)))
 }
 
 async fn fail(
@@ -457,9 +493,9 @@ async fn fail(
     reason: FailReason,
     message: &str,
     now: &Time,
-) -> Result<Requeue, Error> {
+) -> Result<Step, Error> {
     let new = transition::failed(status, reason, message, now);
-    write_status(workflow, ctx, &new).await?;
+    let written = write_status(workflow, ctx, &new).await?;
     if let Some(uid) = workflow.uid() {
         for split in 0..=status.total_splits.unwrap_or(0) as usize {
             ctx.metrics.handoff_cancelled(&HandoffKey {
@@ -483,7 +519,7 @@ async fn fail(
     )
     .await;
     // Done: no requeue, so an invalid workflow never causes a retry storm.
-    Ok(Requeue::await_change())
+    Ok(Step::Wrote(Box::new(written)))
 }
 
 #[cfg(test)]
