@@ -8,7 +8,7 @@
 //! Each process is reaped with `wait4`, which also gives its CPU time and peak memory:
 //! on a busy machine wall time swings, CPU time much less.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 const ROUNDS: usize = 5;
 
 pub fn run() -> anyhow::Result<()> {
-    let bin = build()?;
+    let bin = super::release_binary("roiergasias-engine", "roiergasias")?;
     let dir = std::env::temp_dir().join(format!("roiergasias-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = bench(&bin, &dir);
@@ -33,39 +33,6 @@ fn bench(bin: &Path, dir: &Path) -> anyhow::Result<()> {
     execute_overhead(bin, dir)?;
     scaling(bin, dir)?;
     Ok(())
-}
-
-/// Builds the release binary and returns its path, as cargo reports it.
-fn build() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--message-format=json",
-            "-p",
-            "roiergasias-engine",
-            "--bin",
-            "roiergasias",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !output.status.success() {
-        bail!("cargo build --release failed");
-    }
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "roiergasias"
-            && let Some(exe) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo did not report the roiergasias executable")
 }
 
 fn ms(d: Duration) -> String {

@@ -3,6 +3,10 @@
 mod engine;
 mod operator;
 
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -18,4 +22,37 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Engine => engine::run(),
         BenchCommand::Operator => operator::run(),
     }
+}
+
+/// Builds `bin` of `package` in release mode and returns its path, as cargo reports it.
+fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json",
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("cargo build --release of {bin} failed");
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == bin
+            && let Some(exe) = message["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    bail!("cargo did not report the {bin} executable")
 }

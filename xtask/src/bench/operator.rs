@@ -78,7 +78,7 @@ pub fn run() -> anyhow::Result<()> {
     };
     let operator = match std::env::var_os("ROIERGASIAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
         Some(path) => PathBuf::from(path),
-        None => build_operator()?,
+        None => super::release_binary("roiergasias-controller", "roiergasias-operator")?,
     };
     let (kubeconfig, started) = match std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
         Some(path) => (PathBuf::from(path), None),
@@ -98,38 +98,6 @@ pub fn run() -> anyhow::Result<()> {
     }
     print_report(&result?);
     Ok(())
-}
-
-fn build_operator() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--message-format=json",
-            "-p",
-            "roiergasias-controller",
-            "--bin",
-            "roiergasias-operator",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !output.status.success() {
-        bail!("cargo build --release of the operator failed");
-    }
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "roiergasias-operator"
-            && let Some(exe) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo did not report the roiergasias-operator executable")
 }
 
 /// What the bench saw of one Job, stamped on arrival.
