@@ -29,7 +29,7 @@ use crate::plan::plan;
 use crate::state::{Action, FailReason, Machine, Planned, next_action};
 use crate::telemetry::{ApiWrite, HandoffKey};
 use crate::transition;
-use crate::write::{Created, conflict_message, create, job_named, publish, write_status};
+use crate::write::{create, job_named, publish, write_status};
 
 /// A safety net only: Job changes wake the controller through its watch.
 const WAIT_RECHECK: Duration = Duration::from_secs(300);
@@ -393,53 +393,24 @@ async fn create_split(
 
     if create_config_map {
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-        match create(&api, &build::config_map(&input), &uid).await? {
-            Created::Done(_) => ctx.metrics.count_write(ApiWrite::ConfigMap),
-            Created::Foreign(owner) => {
-                let message = conflict_message("ConfigMap", &names.config_map, &owner);
-                return fail(
-                    workflow,
-                    ctx,
-                    status,
-                    FailReason::NameConflict,
-                    &message,
-                    now,
-                )
-                .await;
-            }
-            Created::Rejected(why) => {
-                let message = format!(
-                    "the API server rejected ConfigMap {}: {why}",
-                    names.config_map
-                );
-                return fail(workflow, ctx, status, FailReason::Rejected, &message, now).await;
-            }
+        let created = create(&api, &build::config_map(&input), &uid).await?;
+        if let Err((reason, message)) = created.or_failure("ConfigMap", &names.config_map) {
+            return fail(workflow, ctx, status, reason, &message, now).await;
         }
+        ctx.metrics.count_write(ApiWrite::ConfigMap);
         ctx.crash.at("configmap", n);
     }
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let job = if create_job {
-        match create(&jobs, &build::job(&input), &uid).await? {
-            Created::Done(job) => {
+        let created = create(&jobs, &build::job(&input), &uid).await?;
+        match created.or_failure("Job", &names.job) {
+            Ok(job) => {
                 ctx.metrics.count_write(ApiWrite::Job);
                 job
             }
-            Created::Foreign(owner) => {
-                let message = conflict_message("Job", &names.job, &owner);
-                return fail(
-                    workflow,
-                    ctx,
-                    status,
-                    FailReason::NameConflict,
-                    &message,
-                    now,
-                )
-                .await;
-            }
-            Created::Rejected(why) => {
-                let message = format!("the API server rejected Job {}: {why}", names.job);
-                return fail(workflow, ctx, status, FailReason::Rejected, &message, now).await;
+            Err((reason, message)) => {
+                return fail(workflow, ctx, status, reason, &message, now).await;
             }
         }
     } else {

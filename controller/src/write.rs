@@ -10,7 +10,7 @@ use tracing::{Instrument, warn};
 
 use crate::context::{Context, Error, key};
 use crate::observe::presence;
-use crate::state::Presence;
+use crate::state::{FailReason, Presence};
 use crate::telemetry::ApiWrite;
 use crate::transition;
 
@@ -18,6 +18,24 @@ pub(crate) enum Created<K> {
     Done(K),
     Foreign(String),
     Rejected(String),
+}
+
+impl<K> Created<K> {
+    /// The object, or why the workflow fails: its name is taken by another owner, or the API
+    /// server refused the object.
+    pub(crate) fn or_failure(self, kind: &str, name: &str) -> Result<K, (FailReason, String)> {
+        match self {
+            Created::Done(object) => Ok(object),
+            Created::Foreign(owner) => Err((
+                FailReason::NameConflict,
+                conflict_message(kind, name, &owner),
+            )),
+            Created::Rejected(why) => Err((
+                FailReason::Rejected,
+                format!("the API server rejected {kind} {name}: {why}"),
+            )),
+        }
+    }
 }
 
 /// Creates `object`; one that already exists counts as created when this Workflow controls it
