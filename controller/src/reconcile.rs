@@ -203,10 +203,21 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
             config_map,
             job,
         } => {
-            let splits = match &splits {
-                Some(Ok(splits)) => splits,
-                Some(Err(message)) => {
-                    let message = format!("invalid workflow:\n{message}");
+            // A split that can't be built fails the workflow: the text is invalid, or status
+            // points past the last split.
+            let this = match &splits {
+                Some(Ok(splits)) => splits.get(split as usize - 1).ok_or_else(|| {
+                    format!(
+                        "status points at split {split} but the workflow has {} split(s)",
+                        splits.len()
+                    )
+                }),
+                Some(Err(message)) => Err(format!("invalid workflow:\n{message}")),
+                None => return Err(Error::Incomplete("plan")),
+            };
+            let this = match this {
+                Ok(this) => this,
+                Err(message) => {
                     return fail(
                         workflow,
                         ctx,
@@ -217,22 +228,6 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
                     )
                     .await;
                 }
-                None => return Err(Error::Incomplete("plan")),
-            };
-            let Some(this) = splits.get(split as usize - 1) else {
-                let message = format!(
-                    "status points at split {split} but the workflow has {} split(s)",
-                    splits.len()
-                );
-                return fail(
-                    workflow,
-                    ctx,
-                    &status,
-                    FailReason::InvalidWorkflow,
-                    &message,
-                    &now,
-                )
-                .await;
             };
             create_split(
                 workflow,
