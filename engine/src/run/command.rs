@@ -69,7 +69,6 @@ pub fn run(command: &mut Command) -> std::io::Result<Result<(), Outcome>> {
         .stderr(Stdio::from(stderr));
     let mut child = command.spawn()?;
     super::signals::set_child(child.id());
-    // A signal that came just before the pid was stored is seen by the runner afterwards.
     let status = child.wait();
     super::signals::clear_child();
     Ok(outcome(status?))

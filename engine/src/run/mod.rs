@@ -114,7 +114,11 @@ pub fn run(workflow: &Workflow, observer: &mut dyn Observer) -> Result<Vec<EnvVa
             };
             runner.observer.step_started(&at);
             let started = Instant::now();
-            let mut result = runner.step(&at, step);
+            // A signal between steps stops the workflow before the next one starts.
+            let mut result = match signals::received() {
+                Some(_) => Ok(()),
+                None => runner.step(&at, step),
+            };
             // Stop after the step during which SIGTERM or SIGINT arrived, whatever its result.
             if let Some(sig) = signals::received() {
                 result = Err(RunError::Stopped {

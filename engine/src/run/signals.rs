@@ -5,21 +5,29 @@
 //! command would run on until SIGKILL at the end of the grace period, with no chance to
 //! clean up. With it, the command gets SIGTERM, and the workflow stops after it.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// The running command's pid, 0 when none.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The last signal received, 0 when none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Whether SIGTERM was already sent to the running command: the handler and `set_child`
+/// race, and the command should get it once.
+static FORWARDED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     RECEIVED.store(sig, Ordering::SeqCst);
-    let pid = CHILD.load(Ordering::SeqCst);
     // SIGINT from a terminal already reaches the whole process group; send only SIGTERM on.
-    if pid > 0 && sig == libc::SIGTERM {
+    if sig == libc::SIGTERM {
+        forward_term(CHILD.load(Ordering::SeqCst));
+    }
+}
+
+fn forward_term(pid: i32) {
+    if pid > 0 && !FORWARDED.swap(true, Ordering::SeqCst) {
         // SAFETY: kill is async-signal-safe; pid is our own child's.
         unsafe {
-            libc::kill(pid, sig);
+            libc::kill(pid, libc::SIGTERM);
         }
     }
 }
@@ -39,7 +47,12 @@ pub fn forward_signals() {
 }
 
 pub(crate) fn set_child(pid: u32) {
+    FORWARDED.store(false, Ordering::SeqCst);
     CHILD.store(pid as i32, Ordering::SeqCst);
+    // SIGTERM that arrived while the command was starting found no pid to send to.
+    if RECEIVED.load(Ordering::SeqCst) == libc::SIGTERM {
+        forward_term(pid as i32);
+    }
 }
 
 pub(crate) fn clear_child() {
