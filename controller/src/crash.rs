@@ -1,7 +1,7 @@
 //! Test-only crash points for the cluster tests' kill-and-restart cases.
 
 /// Test-only: `ROIERGASIAS_TEST_CRASH_AFTER=configmap:2,advance:1` makes the process exit at
-/// those points (after creating ConfigMap 2; after recording split 1's success), so the cluster
+/// those points (after creating ConfigMap 2; after seeing Job 1 Complete, before acting on it), so the cluster
 /// tests can kill the controller exactly between two writes. Unset in production.
 #[derive(Clone, Debug, Default)]
 pub struct CrashPoints(Vec<(String, u32)>);

@@ -103,45 +103,87 @@ enum Step {
     Stop(Requeue),
     /// A transition was persisted; the Workflow as written.
     Wrote(Box<Workflow>),
+    /// A transition to Split(n) was decided but not written: the step that acts on it (creating
+    /// split n's objects) writes it together with its own, WaitingJob(n).
+    Deferred(Box<WorkflowStatus>),
 }
 
-/// Runs steps while each persisted transition leads to one that can be acted on at once
-/// (Split(n): create its objects), so a hand-off needs no second reconcile. Each step works from
-/// the object its predecessor's status write returned (never a stale cache) and persists its
-/// transition before the next step acts on it, so the restart guarantees are unchanged.
+/// Runs steps while each transition leads to one that can be acted on at once (Split(n): create
+/// its objects), so a hand-off needs no second reconcile and one status write.
+///
+/// Split(n) itself is not written on the way: WaitingJob(n−1) (or Pending) → create ConfigMap n
+/// and Job n → write WaitingJob(n). Restart safety holds without it: a controller killed before
+/// that write finds WaitingJob(n−1) with Job n−1 Complete, reads the same outputs from its pod,
+/// builds the same objects, and adopts the ones it already created (same names, owned by this
+/// Workflow). Should acting fail (an API error), the deferred Split(n), with the outputs it
+/// carries, is written before the retry, so nothing is lost even if the pod goes away.
 async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, Error> {
     if ctx.behind_own_write(workflow) {
         debug!("cached copy predates our last status write; waiting for the newer one");
         return Ok(Requeue::await_change());
     }
-    let mut written: Option<Box<Workflow>> = None;
+    // The Workflow as last written (for the guarded writes), and a transition not yet written.
+    let mut persisted: Option<Box<Workflow>> = None;
+    let mut deferred: Option<Box<WorkflowStatus>> = None;
     for _ in 0..MAX_STEPS {
-        let current = written.as_deref().unwrap_or(workflow);
-        match step(current, ctx).await? {
-            Step::Stop(requeue) => return Ok(requeue),
-            Step::Wrote(new) => {
+        let base = persisted.as_deref().unwrap_or(workflow);
+        let status = match &deferred {
+            Some(status) => (**status).clone(),
+            None => base.status_or_default(),
+        };
+        let result = step(base, status, ctx).await;
+        match result {
+            Ok(Step::Deferred(status)) => deferred = Some(status),
+            Ok(Step::Wrote(new)) => {
+                deferred = None;
                 if !matches!(Machine::of(new.status.as_ref()), Machine::Split(_)) {
                     // Waiting for a Job (its watch wakes us), or Done.
                     return Ok(Requeue::await_change());
                 }
-                written = Some(new);
+                persisted = Some(new);
+            }
+            Ok(Step::Stop(requeue)) => {
+                write_deferred(base, ctx, deferred.as_deref()).await?;
+                return Ok(requeue);
+            }
+            Err(error) => {
+                if !matches!(error, Error::Conflict)
+                    && let Err(also) = write_deferred(base, ctx, deferred.as_deref()).await
+                {
+                    warn!(error = %also, "could not record progress before retrying");
+                }
+                return Err(error);
             }
         }
     }
     // Bound reached: the last write's watch event brings the next reconcile.
+    let base = persisted.as_deref().unwrap_or(workflow);
+    write_deferred(base, ctx, deferred.as_deref()).await?;
     Ok(Requeue::await_change())
 }
 
-/// One transition: observe → decide → act → persist.
-async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
+async fn write_deferred(
+    base: &Workflow,
+    ctx: &Context,
+    deferred: Option<&WorkflowStatus>,
+) -> Result<(), Error> {
+    if let Some(status) = deferred {
+        write_status(base, ctx, status).await?;
+    }
+    Ok(())
+}
+
+/// One transition: observe → decide → act → persist (or defer, see [`reconcile_inner`]).
+/// `workflow` is the object as last written, the base of any write; `status` its status, or the
+/// deferred one.
+async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Result<Step, Error> {
     if workflow.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove ConfigMaps and Jobs.
         return Ok(Step::Stop(Requeue::await_change()));
     }
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
-    let machine = Machine::of(workflow.status.as_ref());
-    let status = workflow.status_or_default();
+    let machine = Machine::of(Some(&status));
 
     // The engine's verdict: needed to start (Pending) and to build a split's objects (Split).
     let splits = match machine {
@@ -176,7 +218,6 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
         Action::Wait => Ok(Step::Stop(Requeue::requeue(WAIT_RECHECK))),
         Action::Start { nodes } => {
             let new = transition::started(&status, &nodes, &names, generation(workflow), &now);
-            let written = write_status(workflow, ctx, &new).await?;
             let on = if new.nodes.is_empty() {
                 String::new()
             } else {
@@ -193,7 +234,7 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
                 None,
             )
             .await;
-            Ok(Step::Wrote(Box::new(written)))
+            Ok(Step::Deferred(Box::new(new)))
         }
         Action::Fail { reason, message } => {
             fail(workflow, ctx, &status, reason, &message, &now).await
@@ -269,7 +310,6 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
                     .await;
                 }
             };
-            let written = write_status(workflow, ctx, &new).await?;
             ctx.crash.at("advance", split);
             if let Some(message) = ignored_message {
                 publish(
@@ -285,6 +325,7 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
             }
             let names = names(split);
             if split >= total {
+                let written = write_status(workflow, ctx, &new).await?;
                 info!("all splits succeeded");
                 publish(
                     ctx,
@@ -299,6 +340,7 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
                     Some(job_named(workflow, &names.job)),
                 )
                 .await;
+                Ok(Step::Wrote(Box::new(written)))
             } else {
                 info!(split, outputs = outputs.len(), "split succeeded");
                 publish(
@@ -320,8 +362,8 @@ async fn step(workflow: &Workflow, ctx: &Context) -> Result<Step, Error> {
                     Some(job_named(workflow, &names.job)),
                 )
                 .await;
+                Ok(Step::Deferred(Box::new(new)))
             }
-            Ok(Step::Wrote(Box::new(written)))
         }
     }
 }

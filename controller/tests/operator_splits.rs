@@ -103,6 +103,22 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
             }
         }
     });
+    // And the Workflow: every version the API server stores, to count the status writes.
+    let wf_api: Api<Workflow> = ns.api();
+    let (wf_tx, mut wf_rx) = tokio::sync::mpsc::unbounded_channel();
+    let wf_watch = tokio::spawn(async move {
+        let mut stream = watcher(wf_api, watcher::Config::default()).boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            if let watcher::Event::Apply(wf) | watcher::Event::InitApply(wf) = event {
+                let status = wf.status.clone().unwrap_or_default();
+                let _ = wf_tx.send((
+                    wf.resource_version().unwrap_or_default(),
+                    status.state,
+                    status.current_split,
+                ));
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let _operator = Operator::start(&ns.name);
@@ -116,6 +132,28 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     .expect("creating the Workflow");
     let done = wait_phase(&api, name, Phase::Succeeded, DONE).await;
     watch.abort();
+    // One status write per split (it records the split's Job, and the previous split's success
+    // and outputs) and one for Done: the created Workflow, then exactly these versions.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wf_watch.abort();
+    let mut versions: Vec<(String, Option<MachineState>, Option<u32>)> = Vec::new();
+    while let Ok(version) = wf_rx.try_recv() {
+        if !versions.iter().any(|(rv, ..)| *rv == version.0) {
+            versions.push(version);
+        }
+    }
+    let states: Vec<_> = versions.iter().map(|(_, s, n)| (*s, *n)).collect();
+    assert_eq!(
+        states,
+        [
+            (None, None),
+            (Some(MachineState::WaitingJob), Some(1)),
+            (Some(MachineState::WaitingJob), Some(2)),
+            (Some(MachineState::WaitingJob), Some(3)),
+            (Some(MachineState::Done), Some(3)),
+        ],
+        "status writes"
+    );
 
     let status = done.status.unwrap();
     assert_eq!(status.progress.as_deref(), Some("3/3"));
