@@ -1,12 +1,13 @@
 //! What every reconcile shares, and the errors a reconcile can end with.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use roiergasias_crd::Workflow;
 
+use crate::cache::Cache;
 use crate::crash::CrashPoints;
 use crate::telemetry::Metrics;
 
@@ -25,9 +26,19 @@ pub struct Context {
     /// writes) is skipped, since the writes' own watch events bring the current one. Saves a
     /// doomed conflict, and its delay, per transition.
     pub(crate) superseded: Mutex<HashMap<String, Vec<String>>>,
+    /// The running controllers' Job and pod caches; replaced each time they (re)start.
+    cache: RwLock<Cache>,
 }
 
 impl Context {
+    pub fn set_cache(&self, cache: Cache) {
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = cache;
+    }
+
+    pub(crate) fn cache(&self) -> Cache {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// True when `workflow` is a version our last reconcile's status writes replaced; otherwise
     /// forgets those writes (the cache has caught up).
     pub(crate) fn behind_own_write(&self, workflow: &Workflow) -> bool {
@@ -58,6 +69,7 @@ impl Context {
             crash,
             failures: Mutex::new(HashMap::new()),
             superseded: Mutex::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
         }
     }
 }

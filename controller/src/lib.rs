@@ -1,10 +1,11 @@
 //! The roiergasias operator: reconciles `Workflow`s into one ConfigMap and Job per split.
 //!
 //! Pure parts (no client): [`plan`], [`state`], [`transition`], [`build`], [`names`].
-//! I/O: [`reconcile`] (with [`context`], [`observe`], [`write`], [`crash`]);
+//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`], [`crash`]);
 //! process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
 
 pub mod build;
+pub mod cache;
 pub mod context;
 pub mod crash;
 pub mod http;

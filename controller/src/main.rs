@@ -10,12 +10,14 @@ use clap::{ArgAction, Parser, ValueEnum};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use roiergasias_controller::build::{MANAGED_BY, MANAGED_BY_LABEL};
+use roiergasias_controller::cache::Cache;
 use roiergasias_controller::crash::CrashPoints;
 use roiergasias_controller::leader::{self, LeaderConfig};
 use roiergasias_controller::reconcile::{Context, error_policy, reconcile};
@@ -200,37 +202,51 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: S
     } else {
         namespaces.into_iter().map(Some).collect()
     };
+    // Jobs, ConfigMaps and pod templates carry this label: only the operator's own are watched.
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let mut stores = Vec::new();
     let mut runs = Vec::new();
+    let mut cache = Cache::default();
     for scope in scopes {
         let client = ctx.client.clone();
-        let (workflows, jobs): (Api<Workflow>, Api<Job>) = match &scope {
+        let (workflows, jobs, pods): (Api<Workflow>, Api<Job>, Api<Pod>) = match &scope {
             Some(ns) => (
+                Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client, ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client)),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
         };
-        // Owned Jobs drive progress. ConfigMaps are not watched: nothing in them changes what
-        // the controller does next, and a watch would cost a reconcile per split.
+        // Owned Jobs drive progress, through the cache the reconciles read. ConfigMaps are not
+        // watched: nothing in them changes what the controller does next.
+        let (job_events, pod_cache) = cache.watch(jobs, pods, &owned);
         let controller = Controller::new(workflows, watcher::Config::default())
-            .owns(jobs, owned.clone())
+            .owns_stream(job_events)
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
-        runs.push(
-            controller
-                .run(reconcile, error_policy, ctx.clone())
-                .for_each(|result| async move {
-                    match result {
-                        // Already logged, with the workflow's name, by error_policy.
-                        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                        Err(e) => warn!(error = %e, "controller"),
-                        Ok(_) => {}
-                    }
-                }),
-        );
+        let run = controller
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    // Already logged, with the workflow's name, by error_policy.
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                    Err(e) => warn!(error = %e, "controller"),
+                    Ok(_) => {}
+                }
+            });
+        // The pod cache lives as long as its controller runs.
+        runs.push(async move {
+            tokio::select! {
+                _ = run => {}
+                _ = pod_cache => {}
+            }
+        });
     }
+    ctx.set_cache(cache);
     let gauges = report_phases(ctx.clone(), stores);
     tokio::select! {
         _ = futures::future::join_all(runs) => {}

@@ -1,5 +1,5 @@
 //! Reading what the state machine needs to decide: the current split's Job, its outcome and
-//! its pod's termination message, straight from the API server.
+//! its pod's termination message, from the watch caches, else from the API server.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -7,13 +7,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
+use std::sync::Arc;
+
 use crate::build::RUNNER_CONTAINER;
+use crate::cache::JOB_UID_LABEL;
 use crate::context::{Context, Error};
 use crate::names::SplitNames;
 use crate::state::{JobOutcome, Machine, Observed, Presence};
 
-/// Reads what the current state needs, straight from the API server (not a cache, so a
-/// just-created object is never missed).
+/// Reads what the current state needs. The caches hold at least the version of the Job whose
+/// change woke this reconcile; a Job they lack (created a moment ago) is read from the API server,
+/// so it is never missed.
 pub(crate) async fn observe(
     ctx: &Context,
     namespace: &str,
@@ -32,8 +36,13 @@ pub(crate) async fn observe(
         // reads on every hand-off and handles the restart cases the same way.
         Machine::Split(_) => {}
         Machine::WaitingJob(_) => {
-            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-            let job = jobs.get_opt(&names.job).await?;
+            let job = match ctx.cache().job(namespace, &names.job) {
+                Some(job) => Some(job),
+                None => {
+                    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+                    jobs.get_opt(&names.job).await?.map(Arc::new)
+                }
+            };
             observed.job = presence(job.as_ref().map(|o| &o.metadata), uid);
             if let (Presence::Ours, Some(job)) = (&observed.job, &job) {
                 let outcome = job_outcome(job);
@@ -97,18 +106,21 @@ pub(crate) async fn pod_message(
     let Some(job_uid) = job.uid() else {
         return Ok(None);
     };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(
-            &ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={job_uid}")),
-        )
-        .await?;
     let wanted = if succeeded { "Succeeded" } else { "Failed" };
-    let mut candidates: Vec<&Pod> = list
-        .items
-        .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
-        .collect();
+    let finished = |pods: Vec<Arc<Pod>>| -> Vec<Arc<Pod>> {
+        pods.into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
+            .collect()
+    };
+    // The pod's last status usually reaches the cache before the Job's; if not, ask.
+    let mut candidates = finished(ctx.cache().pods_of(namespace, &job_uid));
+    if candidates.is_empty() {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{JOB_UID_LABEL}={job_uid}")))
+            .await?;
+        candidates = finished(list.items.into_iter().map(Arc::new).collect());
+    }
     candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
     Ok(candidates.last().and_then(|pod| termination_message(pod)))
 }

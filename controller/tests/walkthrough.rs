@@ -433,9 +433,9 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
             &["get", "list", "watch"],
         ),
         ("batch.ankursoni.github.io", "workflows/status", &["patch"]),
-        ("", "configmaps", &["get", "list", "watch", "create"]),
+        ("", "configmaps", &["get", "create"]),
         ("batch", "jobs", &["get", "list", "watch", "create"]),
-        ("", "pods", &["get", "list"]),
+        ("", "pods", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
     rows.iter()

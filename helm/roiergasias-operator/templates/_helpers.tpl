@@ -60,11 +60,12 @@ app.kubernetes.io/component: operator
 
 {{/*
 The permissions the controller uses, exactly (see controller/src): it watches
-Workflows and writes only their status (a merge patch); it reads and creates
-ConfigMaps and Jobs, and never deletes them: they carry an ownerReference to
-their Workflow, and the garbage collector deletes them with it; it lists a
-finished Job's pods for their termination message; it records events.k8s.io
-Events (create, then patch for a repeated one). Nothing on secrets; no pods made.
+Workflows and writes only their status (a merge patch); it creates ConfigMaps
+(reading one back when its name is taken) and Jobs, watches its Jobs, and never
+deletes either: they carry an ownerReference to their Workflow, and the garbage
+collector deletes them with it; it watches its Jobs' pods (by label) for their
+termination messages; it records events.k8s.io Events (create, then patch for
+a repeated one). Nothing on secrets; no pods made.
 */}}
 {{- define "roiergasias-operator.workflowRules" -}}
 - apiGroups: ["batch.ankursoni.github.io"]
@@ -75,13 +76,13 @@ Events (create, then patch for a repeated one). Nothing on secrets; no pods made
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "create"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -1,0 +1,132 @@
+//! Watch caches of the operator's Jobs and their pods. Every Job change wakes a reconcile that
+//! reads the Job, and every hand-off reads the finished pod's termination message: from memory,
+//! these cost the API server nothing and the hand-off two round trips. A lookup that misses (an
+//! object created a moment ago, or a cache still filling) falls back to the API server.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+
+/// The label the Job controller puts on its pods.
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// The stores of every watched scope (one per `--namespace`, or one for all).
+#[derive(Clone, Default)]
+pub struct Cache {
+    jobs: Vec<Store<Job>>,
+    pods: Vec<Store<Pod>>,
+}
+
+impl Cache {
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.jobs.iter().find_map(|store| store.get(&key))
+    }
+
+    /// The pods the Job with `job_uid` created, as far as the cache has seen them.
+    pub fn pods_of(&self, namespace: &str, job_uid: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|pod| {
+                pod.namespace().as_deref() == Some(namespace)
+                    && pod.labels().get(JOB_UID_LABEL).map(String::as_str) == Some(job_uid)
+            })
+            .collect()
+    }
+
+    /// Caches the objects of `jobs` and `pods` matching `config`. Returns the Job events (to
+    /// drive the controller; the store is updated before each is yielded) and a future that keeps
+    /// the pod cache current while it is polled.
+    pub fn watch(
+        &mut self,
+        jobs: Api<Job>,
+        pods: Api<Pod>,
+        config: &watcher::Config,
+    ) -> (
+        impl Stream<Item = Result<Job, watcher::Error>> + Send + 'static,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (job_store, job_writer) = reflector::store();
+        let (pod_store, pod_writer) = reflector::store();
+        self.jobs.push(job_store);
+        self.pods.push(pod_store);
+        let job_events = watcher(jobs, config.clone())
+            .default_backoff()
+            .modify(slim)
+            .reflect(job_writer)
+            .touched_objects();
+        let pod_cache = watcher(pods, config.clone())
+            .default_backoff()
+            .modify(slim)
+            .reflect(pod_writer)
+            .for_each(|_| std::future::ready(()));
+        (job_events, pod_cache)
+    }
+}
+
+/// Managed fields are the bulk of an object and never read here.
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn pod(namespace: &str, name: &str, job_uid: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some(namespace.into());
+        pod.metadata.name = Some(name.into());
+        pod.metadata.labels = Some([(JOB_UID_LABEL.to_owned(), job_uid.to_owned())].into());
+        pod
+    }
+
+    #[test]
+    fn lookups_search_every_scope_and_match_namespace_and_job() {
+        let mut cache = Cache::default();
+        for (namespace, pods) in [
+            ("a", vec![pod("a", "p1", "u1"), pod("a", "p2", "u2")]),
+            ("b", vec![pod("b", "p3", "u1")]),
+        ] {
+            let (store, mut writer) = reflector::store();
+            for pod in pods {
+                writer.apply_watcher_event(&Event::Apply(pod));
+            }
+            cache.pods.push(store);
+            let (store, mut writer) = reflector::store::<Job>();
+            let mut job = Job::default();
+            job.metadata.namespace = Some(namespace.into());
+            job.metadata.name = Some("j".into());
+            writer.apply_watcher_event(&Event::Apply(job));
+            cache.jobs.push(store);
+        }
+        let names = |pods: Vec<Arc<Pod>>| {
+            let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(cache.pods_of("a", "u1")), ["p1"]);
+        assert_eq!(names(cache.pods_of("b", "u1")), ["p3"]);
+        assert!(cache.pods_of("a", "u3").is_empty());
+        assert_eq!(
+            cache.job("b", "j").unwrap().namespace().as_deref(),
+            Some("b")
+        );
+        assert!(cache.job("c", "j").is_none());
+    }
+
+    #[test]
+    fn slim_drops_managed_fields_only() {
+        let mut pod = pod("a", "p", "u");
+        pod.metadata.managed_fields = Some(vec![Default::default()]);
+        slim(&mut pod);
+        assert_eq!(pod, self::pod("a", "p", "u"));
+    }
+}
