@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -58,12 +58,12 @@ impl Cache {
         self.pods.push(pod_store);
         let job_events = watcher(jobs, config.clone())
             .default_backoff()
-            .modify(slim)
+            .modify(slim_job)
             .reflect(job_writer)
             .touched_objects();
         let pod_cache = watcher(pods, config.clone())
             .default_backoff()
-            .modify(slim)
+            .modify(slim_pod)
             .reflect(pod_writer)
             .for_each(|_| std::future::ready(()));
         (job_events, pod_cache)
@@ -73,6 +73,40 @@ impl Cache {
 /// Managed fields are the bulk of an object and never read here.
 fn slim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
+}
+
+/// Of a Job, the reconcile reads its owner, uid and conditions; its pod template is the bulk.
+fn slim_job(job: &mut Job) {
+    slim(job);
+    job.metadata.annotations = None;
+    job.spec = None;
+}
+
+/// A finished Job's pods stay until the Job goes: keep only what choosing a pod and reading its
+/// termination message needs (labels, phase, creation time, container names and states).
+fn slim_pod(pod: &mut Pod) {
+    slim(pod);
+    pod.metadata.annotations = None;
+    if let Some(spec) = &mut pod.spec {
+        let containers = std::mem::take(&mut spec.containers);
+        *spec = PodSpec {
+            containers: containers
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+    }
+    if let Some(status) = &mut pod.status {
+        *status = PodStatus {
+            phase: status.phase.take(),
+            container_statuses: status.container_statuses.take(),
+            ..Default::default()
+        };
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +154,66 @@ mod tests {
             Some("b")
         );
         assert!(cache.job("c", "j").is_none());
+    }
+
+    #[test]
+    fn a_slim_pod_still_gives_its_termination_message() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateTerminated, ContainerStatus,
+        };
+        let mut pod = pod("a", "p", "u");
+        pod.metadata.annotations = Some([("big".to_owned(), "x".repeat(1000))].into());
+        pod.spec = Some(PodSpec {
+            containers: ["sidecar", "roiergasias"]
+                .map(|name| Container {
+                    name: name.into(),
+                    image: Some("image".into()),
+                    command: Some(vec!["run".into()]),
+                    ..Default::default()
+                })
+                .into(),
+            node_name: Some("node1".into()),
+            ..Default::default()
+        });
+        let terminated = |message: &str| ContainerStatus {
+            name: "roiergasias".into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    message: Some(message.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.status = Some(PodStatus {
+            phase: Some("Succeeded".into()),
+            container_statuses: Some(vec![terminated("{\"A\":\"1\"}")]),
+            message: Some("m".into()),
+            ..Default::default()
+        });
+        slim_pod(&mut pod);
+        assert_eq!(pod.metadata.annotations, None);
+        assert_eq!(
+            pod.labels().get(JOB_UID_LABEL).map(String::as_str),
+            Some("u")
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.containers.len(), 2);
+        assert_eq!(
+            (spec.containers[1].name.as_str(), &spec.containers[1].image),
+            ("roiergasias", &None)
+        );
+        assert_eq!(spec.node_name, None);
+        assert_eq!(
+            pod.status.as_ref().unwrap().phase.as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(pod.status.as_ref().unwrap().message, None);
+        assert_eq!(
+            crate::observe::termination_message(&pod).as_deref(),
+            Some("{\"A\":\"1\"}")
+        );
     }
 
     #[test]
