@@ -1,9 +1,9 @@
-//! The thin I/O layer: observe → decide (pure, [`crate::state`]) → act → persist a transition.
+//! The thin I/O layer: observe → decide (pure, [`crate::state`]) → act → write status.
 //!
-//! Each transition of the state machine is written to status before the next is acted on,
-//! guarded by the Workflow's resourceVersion, so a controller killed at any instant resumes
-//! from status: objects it already created are found owned by this Workflow and adopted as
-//! success. A reconcile may chain immediate transitions (see [`reconcile_inner`]).
+//! Status writes are guarded by the Workflow's resourceVersion, and a controller killed at any
+//! instant resumes from status: objects it already created are found owned by this Workflow and
+//! adopted as success. A reconcile chains the transitions it can act on at once and writes status
+//! once per split (see [`reconcile_inner`]).
 
 use std::sync::Arc;
 use std::time::Duration;

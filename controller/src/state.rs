@@ -5,6 +5,9 @@
 //!    │                   │                                    │
 //!    └──invalid──▶ Done(Failed)    foreign object ──▶ Done(Failed) ◀──Failed / Job gone
 //! WaitingJob(last) ──Complete──▶ Done(Succeeded)
+//!
+//! The I/O layer acts on Split(n) in the reconcile that reaches it and writes it together with
+//! WaitingJob(n) (one status write per split); see `reconcile`.
 
 use roiergasias_crd::{MachineState, WorkflowStatus};
 use roiergasias_engine::EnvVar;

@@ -21,7 +21,8 @@ pub struct WorkflowStatus {
     pub phase: Option<Phase>,
 
     /// The controller's state machine: Pending → Split → WaitingJob → … → Done. In Split the
-    /// ConfigMap and Job of `currentSplit` are being created; in WaitingJob its Job runs.
+    /// ConfigMap and Job of `currentSplit` are still to be created (recorded only when creating
+    /// them failed and is retried); in WaitingJob its Job runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<MachineState>,
 
@@ -124,7 +125,7 @@ pub enum Phase {
 pub enum MachineState {
     /// The workflow text is not yet validated.
     Pending,
-    /// Creating the ConfigMap and Job of `currentSplit`.
+    /// The ConfigMap and Job of `currentSplit` are still to be created.
     Split,
     /// Waiting for the Job of `currentSplit` to finish.
     WaitingJob,
