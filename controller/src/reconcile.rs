@@ -3,7 +3,7 @@
 //! Status writes are guarded by the Workflow's resourceVersion, and a controller killed at any
 //! instant resumes from status: objects it already created are found owned by this Workflow and
 //! adopted as success. A reconcile chains the transitions it can act on at once and writes status
-//! once per split (see [`reconcile_inner`]).
+//! once per split (see `reconcile_inner`).
 
 use std::sync::Arc;
 use std::time::Duration;
