@@ -1,7 +1,7 @@
 //! The roiergasias operator: reconciles `Workflow`s into one ConfigMap and Job per split.
 //!
 //! Pure parts (no client): [`plan`], [`state`], [`transition`], [`build`], [`names`].
-//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`], [`crash`]);
+//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`](mod@write), [`crash`]);
 //! process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
 
 pub mod build;
