@@ -221,30 +221,27 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: S
                 Api::all(client),
             ),
         };
-        // Owned Jobs drive progress, through the cache the reconciles read. ConfigMaps are not
-        // watched: nothing in them changes what the controller does next.
-        let (job_events, pod_cache) = cache.watch(jobs, pods, &owned);
+        // Owned Jobs drive progress, through the cache the reconciles read; their pods wake a
+        // Workflow when no node can take them. ConfigMaps are not watched: nothing in them
+        // changes what the controller does next.
+        let (job_events, pod_events, workflow_of) = cache.watch(jobs, pods, &owned);
         let controller = Controller::new(workflows, watcher::Config::default())
             .owns_stream(job_events)
+            .watches_stream(pod_events, workflow_of)
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
-        let run = controller
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                match result {
-                    // Already logged, with the workflow's name, by error_policy.
-                    Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                    Err(e) => warn!(error = %e, "controller"),
-                    Ok(_) => {}
-                }
-            });
-        // The pod cache lives as long as its controller runs.
-        runs.push(async move {
-            tokio::select! {
-                _ = run => {}
-                _ = pod_cache => {}
-            }
-        });
+        runs.push(
+            controller
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    match result {
+                        // Already logged, with the workflow's name, by error_policy.
+                        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                        Err(e) => warn!(error = %e, "controller"),
+                        Ok(_) => {}
+                    }
+                }),
+        );
     }
     ctx.set_cache(cache);
     let gauges = report_phases(ctx.clone(), stores);

@@ -49,6 +49,12 @@ pub(crate) async fn observe(
                 if outcome != JobOutcome::Running {
                     observed.pod_message =
                         pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await?;
+                } else if let Some(uid) = job.uid() {
+                    observed.unschedulable = ctx
+                        .cache()
+                        .pods_of(namespace, &uid)
+                        .iter()
+                        .find_map(|pod| unschedulable(pod));
                 }
                 observed.job_outcome = Some(outcome);
             }
@@ -125,6 +131,28 @@ pub(crate) async fn pod_message(
     Ok(candidates.last().and_then(|pod| termination_message(pod)))
 }
 
+/// The scheduler's message for a pending pod that fits no node.
+pub fn unschedulable(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let scheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled")?;
+    (scheduled.status == "False" && scheduled.reason.as_deref() == Some("Unschedulable")).then(
+        || {
+            scheduled
+                .message
+                .clone()
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| "no node can take it".into())
+        },
+    )
+}
+
 pub fn termination_message(pod: &Pod) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     let first = pod
@@ -183,6 +211,39 @@ mod tests {
                 message: "m".into()
             }
         );
+    }
+
+    #[test]
+    fn unschedulable_reads_a_pending_pods_scheduling_condition() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let pod = |phase: &str, status: &str, reason: &str| Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: status.into(),
+                    reason: Some(reason.into()),
+                    message: Some("0/3 nodes are available".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            unschedulable(&pod("Pending", "False", "Unschedulable")).as_deref(),
+            Some("0/3 nodes are available")
+        );
+        assert_eq!(unschedulable(&pod("Pending", "True", "")), None);
+        assert_eq!(
+            unschedulable(&pod("Pending", "False", "SchedulerError")),
+            None
+        );
+        assert_eq!(
+            unschedulable(&pod("Running", "False", "Unschedulable")),
+            None
+        );
+        assert_eq!(unschedulable(&Pod::default()), None);
     }
 
     #[test]

@@ -215,7 +215,30 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
 
     match action {
         Action::Nothing => Ok(Step::Stop(Requeue::await_change())),
-        Action::Wait => Ok(Step::Stop(Requeue::requeue(WAIT_RECHECK))),
+        Action::Wait {
+            split,
+            unschedulable,
+        } => {
+            let new = transition::waiting(&status, split, unschedulable.as_deref(), &now);
+            if new != status {
+                write_status(workflow, ctx, &new).await?;
+                if unschedulable.is_some() {
+                    let message = new.message.clone().unwrap_or_default();
+                    warn!(split, %message, "split cannot be scheduled");
+                    publish(
+                        ctx,
+                        workflow,
+                        EventType::Warning,
+                        transition::UNSCHEDULABLE,
+                        "Wait",
+                        &message,
+                        Some(job_named(workflow, &names(split).job)),
+                    )
+                    .await;
+                }
+            }
+            Ok(Step::Stop(Requeue::requeue(WAIT_RECHECK)))
+        }
         Action::Start { nodes } => {
             let new = transition::started(&status, &nodes, &names, generation(workflow), &now);
             let on = if new.nodes.is_empty() {

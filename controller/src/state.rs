@@ -65,6 +65,9 @@ pub struct Observed {
     /// Termination message of the Job's finished pod (outputs JSON on success, the error on
     /// failure); `None` when no such pod was found.
     pub pod_message: Option<String>,
+    /// The scheduler's reason when the running Job's pod fits no node (say, no node carries the
+    /// split's label).
+    pub unschedulable: Option<String>,
 }
 
 impl Default for Observed {
@@ -74,6 +77,7 @@ impl Default for Observed {
             job: Presence::Missing,
             job_outcome: None,
             pod_message: None,
+            unschedulable: None,
         }
     }
 }
@@ -95,8 +99,12 @@ pub enum Action {
         config_map: bool,
         job: bool,
     },
-    /// WaitingJob(n), Job still running: nothing to write; the Job's next change wakes us.
-    Wait,
+    /// WaitingJob(n), Job still running: the Job's next change wakes us. Status says whether
+    /// its pod cannot be scheduled (and why), so a split stuck on a node nobody has is visible.
+    Wait {
+        split: u32,
+        unschedulable: Option<String>,
+    },
     /// WaitingJob(n) → Split(n+1), or Done(Succeeded) after the last split.
     Advance {
         split: u32,
@@ -184,7 +192,10 @@ pub fn next_action(
                 Presence::Ours => {}
             }
             match &observed.job_outcome {
-                None | Some(JobOutcome::Running) => Action::Wait,
+                None | Some(JobOutcome::Running) => Action::Wait {
+                    split: n,
+                    unschedulable: observed.unschedulable.clone(),
+                },
                 Some(JobOutcome::Failed { reason, message }) => Action::Fail {
                     reason: FailReason::JobFailed,
                     message: job_failure_message(n, &job, reason, message, observed),

@@ -64,8 +64,8 @@ pub fn started(
         &mut status,
         CONDITION_PROGRESSING,
         true,
-        "Started",
-        "splits are running one after another",
+        STARTED,
+        STARTED_MESSAGE,
         now,
     );
     status
@@ -86,20 +86,79 @@ pub fn job_created(
         record.phase = Some(SplitPhase::Running);
         record.start_time.get_or_insert_with(|| now.clone());
     }
-    status.message = Some(match status.current_node.as_deref() {
-        Some(node) => format!(
-            "split {n}/{}: Job {} runs on node {node}",
-            total(&status),
-            job.name.as_deref().unwrap_or_default()
-        ),
-        None => format!(
-            "split {n}/{}: Job {} runs",
-            total(&status),
-            job.name.as_deref().unwrap_or_default()
-        ),
-    });
     status.active_jobs = vec![job];
+    status.message = Some(running_message(&status, n));
     status
+}
+
+/// Reason of the Progressing condition while the current split's pod fits no node.
+pub const UNSCHEDULABLE: &str = "Unschedulable";
+const STARTED: &str = "Started";
+const STARTED_MESSAGE: &str = "splits are running one after another";
+
+/// WaitingJob(n), Job running: says whether its pod cannot be scheduled (`unschedulable`, the
+/// scheduler's reason) and puts the usual message back once it can. Unchanged when nothing
+/// changed, so a caller writes only differences.
+pub fn waiting(
+    old: &WorkflowStatus,
+    n: u32,
+    unschedulable: Option<&str>,
+    now: &Time,
+) -> WorkflowStatus {
+    let mut status = old.clone();
+    let stuck = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_PROGRESSING && c.reason == UNSCHEDULABLE);
+    match unschedulable {
+        Some(why) => {
+            let job = status.current_job.clone().unwrap_or_default();
+            let wanted = match status.current_node.as_deref() {
+                Some(node) => format!("a node labelled {}={node}", crate::build::NODE_LABEL),
+                None => "a node".to_owned(),
+            };
+            status.message = Some(truncate(
+                &format!(
+                    "split {n}/{}: the pod of Job {job} is waiting for {wanted}: {why}",
+                    total(&status)
+                ),
+                MAX_MESSAGE_BYTES,
+            ));
+            set_condition(
+                &mut status,
+                CONDITION_PROGRESSING,
+                true,
+                UNSCHEDULABLE,
+                why,
+                now,
+            );
+        }
+        None if stuck => {
+            status.message = Some(running_message(&status, n));
+            set_condition(
+                &mut status,
+                CONDITION_PROGRESSING,
+                true,
+                STARTED,
+                STARTED_MESSAGE,
+                now,
+            );
+        }
+        None => {}
+    }
+    status
+}
+
+fn running_message(status: &WorkflowStatus, n: u32) -> String {
+    let job = status
+        .active_jobs
+        .first()
+        .and_then(|j| j.name.clone())
+        .unwrap_or_default();
+    match status.current_node.as_deref() {
+        Some(node) => format!("split {n}/{}: Job {job} runs on node {node}", total(status)),
+        None => format!("split {n}/{}: Job {job} runs", total(status)),
+    }
 }
 
 /// WaitingJob(n) → Split(n+1) or Done(Succeeded): Job n completed with `outputs`.

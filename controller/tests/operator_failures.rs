@@ -164,3 +164,66 @@ async fn the_spec_cannot_change_once_created() {
         .expect_err("the API server must refuse a spec change");
     assert!(err.to_string().contains("spec is immutable"), "{err}");
 }
+
+/// Labels node `kwok-plain` with `node.roiergasias=<value>` (None: removes it) while a test needs it.
+async fn label_plain_node(client: &kube::Client, value: Option<&str>) {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            "kwok-plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"node.roiergasias": value}}})),
+        )
+        .await
+        .expect("labelling kwok-plain");
+}
+
+/// A split whose node nobody has: status and an Event say which label no node carries and what
+/// the scheduler said; once a node gets the label, the split runs and the workflow succeeds.
+#[tokio::test]
+async fn a_split_on_a_node_nobody_has_says_so_then_runs_once_one_exists() {
+    let (client, ns) = setup("op-nonode").await;
+    let _operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    // A label unique to this run, so nothing else can take the pod.
+    let label = format!("gpu-{}", &ns.name[ns.name.len() - 8..]);
+    let text = format!(
+        "version: 0.1\ntask:\n  - node: {label}\n    sequential:\n      - print: [\"on the gpu\"]\n"
+    );
+    api.create(&PostParams::default(), &workflow("nonode", &text, None))
+        .await
+        .unwrap();
+    let expected = format!("is waiting for a node labelled node.roiergasias={label}: 0/");
+    let stuck = wait_status(&api, "nonode", "unschedulable message", {
+        let expected = expected.clone();
+        move |s| s.message.as_deref().is_some_and(|m| m.contains(&expected))
+    })
+    .await;
+    let status = stuck.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Running));
+    let message = status.message.unwrap();
+    assert!(
+        message.starts_with("split 1/1: the pod of Job nonode-1-"),
+        "{message}"
+    );
+    assert!(message.contains("node affinity/selector"), "{message}");
+    let note = wait_event(&client, &ns.name, "nonode", "Unschedulable").await;
+    assert_eq!(note, message);
+
+    label_plain_node(&client, Some(&label)).await;
+    let done = wait_phase(&api, "nonode", Phase::Succeeded, DONE).await;
+    label_plain_node(&client, None).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.message.as_deref(), Some("all 1 split(s) succeeded"));
+    assert_eq!(
+        pod_nodes(
+            &client,
+            &ns.name,
+            &status.successful_jobs[0].name.clone().unwrap()
+        )
+        .await,
+        ["kwok-plain"]
+    );
+}

@@ -182,16 +182,44 @@ fn split_with_a_foreign_configmap_or_job_fails_naming_it() {
 
 #[test]
 fn waiting_while_the_job_runs_waits() {
+    let wait = Action::Wait {
+        split: 1,
+        unschedulable: None,
+    };
     assert_eq!(
         decide(Machine::WaitingJob(1), &waiting(JobOutcome::Running, None)),
-        Action::Wait
+        wait
     );
     // Job seen but conditions not read yet: also wait.
     let observed = Observed {
         job: Presence::Ours,
         ..Default::default()
     };
-    assert_eq!(decide(Machine::WaitingJob(1), &observed), Action::Wait);
+    assert_eq!(decide(Machine::WaitingJob(1), &observed), wait);
+}
+
+#[test]
+fn waiting_on_a_pod_no_node_can_take_says_why() {
+    let observed = Observed {
+        unschedulable: Some("0/3 nodes are available".into()),
+        ..waiting(JobOutcome::Running, None)
+    };
+    assert_eq!(
+        decide(Machine::WaitingJob(2), &observed),
+        Action::Wait {
+            split: 2,
+            unschedulable: Some("0/3 nodes are available".into())
+        }
+    );
+    // Once the Job has finished, a stale scheduling problem no longer matters.
+    let observed = Observed {
+        unschedulable: Some("0/3 nodes are available".into()),
+        ..waiting(JobOutcome::Complete, None)
+    };
+    assert!(matches!(
+        decide(Machine::WaitingJob(2), &observed),
+        Action::Advance { split: 2, .. }
+    ));
 }
 
 #[test]

@@ -287,3 +287,47 @@ fn carried_reads_the_status_environment() {
     assert_eq!(carried(Some(&s)), vec![EnvVar::new("A", "1")]);
     assert!(carried(None).is_empty());
 }
+
+#[test]
+fn waiting_reports_an_unschedulable_pod_and_recovers() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    let running = job_created(&s, 1, job("demo-1-node1"), &at(1));
+    assert_eq!(
+        waiting(&running, 1, None, &at(2)),
+        running,
+        "nothing to report: unchanged, so nothing is written"
+    );
+    let why = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.";
+    let stuck = waiting(&running, 1, Some(why), &at(2));
+    assert_eq!(
+        stuck.message.as_deref(),
+        Some(
+            "split 1/3: the pod of Job demo-1-node1 is waiting for a node labelled \
+             node.roiergasias=node1: 0/3 nodes are available: 3 node(s) didn't match Pod's \
+             node affinity/selector."
+        )
+    );
+    let progressing = condition(&stuck, CONDITION_PROGRESSING).unwrap();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("True", UNSCHEDULABLE)
+    );
+    assert_eq!(progressing.last_transition_time, at(0), "still progressing");
+    assert_eq!(
+        waiting(&stuck, 1, Some(why), &at(3)),
+        stuck,
+        "reported once"
+    );
+    let again = waiting(&stuck, 1, None, &at(4));
+    assert_eq!(again.message, running.message);
+    assert_eq!(
+        condition(&again, CONDITION_PROGRESSING).unwrap().reason,
+        "Started"
+    );
+}
