@@ -43,12 +43,21 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::GenCrd { check } => gen_crd::run(check),
         Command::Tools { command } => tools::run(command),
         Command::Cluster { command } => cluster::run(command),
         Command::Test(args) => test::run(args),
         Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The causes, without the backtrace anyhow prints from `main` when RUST_BACKTRACE is
+        // set (CI sets it for the tests): the failing step was already reported above.
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
