@@ -147,10 +147,8 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
                 return Ok(requeue);
             }
             Err(error) => {
-                if !matches!(error, Error::Conflict)
-                    && let Err(also) = write_deferred(base, ctx, deferred.as_deref()).await
-                {
-                    warn!(error = %also, "could not record progress before retrying");
+                if !matches!(error, Error::Conflict) {
+                    record_retry(base, ctx, deferred.as_deref(), &error).await;
                 }
                 return Err(error);
             }
@@ -160,6 +158,38 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
     let base = persisted.as_deref().unwrap_or(workflow);
     write_deferred(base, ctx, deferred.as_deref()).await?;
     Ok(Requeue::await_change())
+}
+
+/// Before a retry: writes the deferred transition, if any, and says in status (and a Warning
+/// Event, once per distinct error) what is being retried, so an error that persists (a quota, a
+/// missing permission) is visible on the Workflow and not only in the operator's log.
+async fn record_retry(
+    base: &Workflow,
+    ctx: &Context,
+    deferred: Option<&WorkflowStatus>,
+    error: &Error,
+) {
+    let current = deferred
+        .cloned()
+        .unwrap_or_else(|| base.status_or_default());
+    let new = transition::retrying(&current, &error.to_string());
+    if base.status.as_ref() == Some(&new) {
+        return;
+    }
+    if let Err(also) = write_status(base, ctx, &new).await {
+        warn!(error = %also, "could not record the error in status before retrying");
+        return;
+    }
+    publish(
+        ctx,
+        base,
+        EventType::Warning,
+        "Retrying",
+        "Retry",
+        new.message.as_deref().unwrap_or_default(),
+        None,
+    )
+    .await;
 }
 
 async fn write_deferred(

@@ -219,6 +219,22 @@ pub fn advanced(
     Ok(status)
 }
 
+/// Any state, after an error that will be retried: the message says so; nothing else changes.
+pub fn retrying(old: &WorkflowStatus, error: &str) -> WorkflowStatus {
+    let mut status = old.clone();
+    let at = match (status.state, status.current_split) {
+        (Some(MachineState::Split | MachineState::WaitingJob), Some(n)) => {
+            format!("split {n}/{}: ", total(&status))
+        }
+        _ => String::new(),
+    };
+    status.message = Some(truncate(
+        &format!("{at}retrying after an error: {error}"),
+        MAX_MESSAGE_BYTES,
+    ));
+    status
+}
+
 /// Any state → Done(Failed).
 pub fn failed(
     old: &WorkflowStatus,

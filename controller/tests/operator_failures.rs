@@ -227,3 +227,49 @@ async fn a_split_on_a_node_nobody_has_says_so_then_runs_once_one_exists() {
         ["kwok-plain"]
     );
 }
+
+/// An API error that persists (here a quota that allows no ConfigMap) is shown in status and a
+/// Warning Event while the operator retries; once it clears, the workflow goes on by itself.
+#[tokio::test]
+async fn an_api_error_is_shown_in_status_and_retried_until_it_clears() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    use kube::api::DeleteParams;
+    let (client, ns) = setup("op-quota").await;
+    let quotas: Api<ResourceQuota> = ns.api();
+    let quota = serde_json::from_value(json!({
+        "metadata": {"name": "no-configmaps"},
+        "spec": {"hard": {"count/configmaps": "0"}}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    let _operator = Operator::start(&ns.name);
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &workflow("quota", SINGLE, None))
+        .await
+        .unwrap();
+    let stuck = wait_status(&api, "quota", "the retried error in status", |s| {
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("split 1/1: retrying after an error: "))
+    })
+    .await;
+    let status = stuck.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Running));
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("configmaps") && message.contains("forbidden"),
+        "{message}"
+    );
+    let note = wait_event(&client, &ns.name, "quota", "Retrying").await;
+    assert!(note.contains("forbidden"), "{note}");
+
+    quotas
+        .delete("no-configmaps", &DeleteParams::default())
+        .await
+        .unwrap();
+    let done = wait_phase(&api, "quota", Phase::Succeeded, DONE).await;
+    assert_eq!(
+        done.status.unwrap().message.as_deref(),
+        Some("all 1 split(s) succeeded")
+    );
+}

@@ -331,3 +331,31 @@ fn waiting_reports_an_unschedulable_pod_and_recovers() {
         "Started"
     );
 }
+
+#[test]
+fn retrying_says_what_failed_and_keeps_the_state() {
+    let s = started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    );
+    let r = retrying(&s, "Kubernetes API error: exceeded quota");
+    assert_eq!(
+        r.message.as_deref(),
+        Some("split 1/3: retrying after an error: Kubernetes API error: exceeded quota")
+    );
+    assert_eq!(
+        WorkflowStatus {
+            message: s.message.clone(),
+            ..r.clone()
+        },
+        s,
+        "only the message changes"
+    );
+    assert_eq!(
+        retrying(&WorkflowStatus::default(), "e").message.as_deref(),
+        Some("retrying after an error: e")
+    );
+}
