@@ -60,14 +60,7 @@ pub fn started(
     status.message = Some(format!(
         "valid workflow of {total} split(s); starting split 1"
     ));
-    set_condition(
-        &mut status,
-        CONDITION_PROGRESSING,
-        true,
-        STARTED,
-        STARTED_MESSAGE,
-        now,
-    );
+    progressing(&mut status, now);
     status
 }
 
@@ -135,18 +128,23 @@ pub fn waiting(
         }
         None if stuck => {
             status.message = Some(running_message(&status, n));
-            set_condition(
-                &mut status,
-                CONDITION_PROGRESSING,
-                true,
-                STARTED,
-                STARTED_MESSAGE,
-                now,
-            );
+            progressing(&mut status, now);
         }
         None => {}
     }
     status
+}
+
+/// Progressing=True: splits run one after another.
+fn progressing(status: &mut WorkflowStatus, now: &Time) {
+    set_condition(
+        status,
+        CONDITION_PROGRESSING,
+        true,
+        STARTED,
+        STARTED_MESSAGE,
+        now,
+    );
 }
 
 fn running_message(status: &WorkflowStatus, n: u32) -> String {

@@ -31,19 +31,24 @@ fn three_nodes() -> Vec<Option<String>> {
     ]
 }
 
+/// Pending → Split(1) of a three-split workflow at time 0.
+fn fresh() -> WorkflowStatus {
+    started(
+        &WorkflowStatus::default(),
+        &three_nodes(),
+        &names,
+        Some(1),
+        &at(0),
+    )
+}
+
 fn condition<'a>(status: &'a WorkflowStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 #[test]
 fn started_records_the_plan_and_points_at_split_one() {
-    let s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let s = fresh();
     assert_eq!(Machine::of(Some(&s)), Machine::Split(1));
     assert_eq!(s.phase, Some(Phase::Running));
     assert_eq!(s.total_splits, Some(3));
@@ -80,13 +85,7 @@ fn started_without_nodes_has_no_node_list() {
 
 #[test]
 fn a_three_split_run_walks_every_state_to_succeeded() {
-    let mut s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let mut s = fresh();
     let outputs = [
         vec![EnvVar::new("A", "1"), EnvVar::new("B", "x")],
         vec![EnvVar::new("A", "2")],
@@ -129,13 +128,7 @@ fn a_three_split_run_walks_every_state_to_succeeded() {
 
 #[test]
 fn a_job_failure_moves_the_job_to_failed_and_keeps_earlier_successes() {
-    let mut s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let mut s = fresh();
     s = job_created(&s, 1, job("demo-1-node1"), &at(1));
     s = advanced(&s, 1, &[], &at(2)).unwrap();
     s = job_created(&s, 2, job("demo-2-node2"), &at(3));
@@ -182,13 +175,7 @@ fn an_invalid_workflow_fails_from_pending() {
 
 #[test]
 fn a_conflict_while_creating_does_not_blame_a_job() {
-    let mut s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let mut s = fresh();
     s = failed(&s, FailReason::NameConflict, "ConfigMap x exists", &at(1));
     assert!(s.failed_jobs.is_empty());
     assert_eq!(s.splits[0].phase, Some(SplitPhase::Pending));
@@ -196,13 +183,7 @@ fn a_conflict_while_creating_does_not_blame_a_job() {
 
 #[test]
 fn carried_outputs_are_bounded() {
-    let s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let s = fresh();
     let s = job_created(&s, 1, job("j"), &at(1));
     let huge = vec![EnvVar::new("BIG", "x".repeat(MAX_CARRIED_BYTES))];
     let err = advanced(&s, 1, &huge, &at(2)).unwrap_err();
@@ -217,13 +198,7 @@ fn carried_outputs_are_bounded() {
 
 #[test]
 fn condition_transition_time_changes_only_with_its_status() {
-    let s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let s = fresh();
     let s = job_created(&s, 1, job("j"), &at(5));
     let s = advanced(&s, 1, &[], &at(6)).unwrap();
     assert_eq!(
@@ -290,13 +265,7 @@ fn carried_reads_the_status_environment() {
 
 #[test]
 fn waiting_reports_an_unschedulable_pod_and_recovers() {
-    let s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let s = fresh();
     let running = job_created(&s, 1, job("demo-1-node1"), &at(1));
     assert_eq!(
         waiting(&running, 1, None, &at(2)),
@@ -334,13 +303,7 @@ fn waiting_reports_an_unschedulable_pod_and_recovers() {
 
 #[test]
 fn retrying_says_what_failed_and_keeps_the_state() {
-    let s = started(
-        &WorkflowStatus::default(),
-        &three_nodes(),
-        &names,
-        Some(1),
-        &at(0),
-    );
+    let s = fresh();
     let r = retrying(&s, "Kubernetes API error: exceeded quota");
     assert_eq!(
         r.message.as_deref(),
