@@ -47,8 +47,10 @@ pub(crate) async fn observe(
             if let (Presence::Ours, Some(job)) = (&observed.job, &job) {
                 let outcome = job_outcome(job);
                 if outcome != JobOutcome::Running {
-                    observed.pod_message =
-                        pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await?;
+                    match pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await? {
+                        Some(message) => observed.pod_message = message,
+                        None => observed.pod_gone = true,
+                    }
                 } else if let Some(uid) = job.uid() {
                     observed.unschedulable = ctx
                         .cache()
@@ -102,13 +104,13 @@ pub fn job_outcome(job: &Job) -> JobOutcome {
 }
 
 /// The termination message of the Job's last pod that succeeded (or failed), read from the
-/// runner container (`roiergasias`, else the first one).
+/// runner container (`roiergasias`, else the first one); `None` when no such pod exists any more.
 pub(crate) async fn pod_message(
     ctx: &Context,
     namespace: &str,
     job: &Job,
     succeeded: bool,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<Option<String>>, Error> {
     let Some(job_uid) = job.uid() else {
         return Ok(None);
     };
@@ -128,7 +130,7 @@ pub(crate) async fn pod_message(
         candidates = finished(list.items.into_iter().map(Arc::new).collect());
     }
     candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-    Ok(candidates.last().and_then(|pod| termination_message(pod)))
+    Ok(candidates.last().map(|pod| termination_message(pod)))
 }
 
 /// The scheduler's message for a pending pod that fits no node.

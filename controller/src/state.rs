@@ -65,6 +65,9 @@ pub struct Observed {
     /// Termination message of the Job's finished pod (outputs JSON on success, the error on
     /// failure); `None` when no such pod was found.
     pub pod_message: Option<String>,
+    /// The Job finished but its finished pod is gone (deleted, or garbage-collected while no
+    /// controller ran), so whatever it reported is lost.
+    pub pod_gone: bool,
     /// The scheduler's reason when the running Job's pod fits no node (say, no node carries the
     /// split's label).
     pub unschedulable: Option<String>,
@@ -77,6 +80,7 @@ impl Default for Observed {
             job: Presence::Missing,
             job_outcome: None,
             pod_message: None,
+            pod_gone: false,
             unschedulable: None,
         }
     }
@@ -201,6 +205,16 @@ pub fn next_action(
                     message: job_failure_message(n, &job, reason, message, observed),
                 },
                 Some(JobOutcome::Complete) => {
+                    if observed.pod_gone {
+                        return Action::Advance {
+                            split: n,
+                            outputs: Vec::new(),
+                            ignored_message: Some(format!(
+                                "Job {job} completed but its pod is gone, so any outputs it \
+                                 reported could not be carried forward"
+                            )),
+                        };
+                    }
                     let text = observed.pod_message.as_deref().unwrap_or("").trim();
                     if text.is_empty() {
                         return Action::Advance {
@@ -256,6 +270,7 @@ fn job_failure_message(
     }
     match observed.pod_message.as_deref().map(str::trim) {
         Some(pod) if !pod.is_empty() => text.push_str(&format!("; its pod reported: {pod}")),
+        _ if observed.pod_gone => text.push_str("; its pod is gone"),
         _ => text.push_str("; its pod left no termination message"),
     }
     text

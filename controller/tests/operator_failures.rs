@@ -14,20 +14,6 @@ use serde_json::json;
 
 const DONE: Duration = Duration::from_secs(60);
 
-async fn wait_event(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        let events = event_reasons(client, ns, name).await;
-        if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
-            return note.clone();
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            panic!("Workflow {name}: no {reason} Event; got {events:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_failing_job_fails_the_workflow_with_the_pods_message() {
     let (client, ns) = setup("op-jobfail").await;

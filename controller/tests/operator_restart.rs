@@ -166,3 +166,61 @@ async fn sigterm_shuts_down_gracefully() {
         operator.log()
     );
 }
+
+/// The one thing a crash can lose: split 1's pod deleted while no controller ran, after its Job
+/// completed and before its outputs were recorded. The workflow still finishes, and says (a Warning
+/// Event) that the outputs could not be carried.
+#[tokio::test]
+async fn killed_just_after_a_job_completes_and_its_pod_then_deleted() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use kube::api::{DeleteParams, ListParams};
+    let (client, ns) = setup("op-crash-gone").await;
+    let mut operator =
+        Operator::start_with(&ns.name, &[("ROIERGASIAS_TEST_CRASH_AFTER", "advance:1")]);
+    let api: Api<Workflow> = ns.api();
+    api.create(&PostParams::default(), &with_outputs())
+        .await
+        .unwrap();
+    assert_eq!(
+        operator.exited(DONE).await,
+        Some(CRASHED),
+        "{}",
+        operator.log()
+    );
+    drop(operator);
+    let pods: Api<Pod> = ns.api();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch.ankursoni.github.io/workflow=restart"),
+    )
+    .await
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(start.elapsed() < DONE, "pods were not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let _operator = Operator::start(&ns.name);
+    wait_phase(&api, "restart", Phase::Succeeded, DONE).await;
+    // Split 2 lacks what pod 1 reported (later pods report MODEL again, for split 3).
+    let config_maps: Api<ConfigMap> = ns.api();
+    let second = config_maps
+        .get("restart-hello-world-2-node2")
+        .await
+        .unwrap();
+    let text = second.data.unwrap().into_values().next().unwrap();
+    assert!(!text.contains("MODEL"), "{text}");
+    let note = wait_event(&client, &ns.name, "restart", "OutputsIgnored").await;
+    assert_eq!(
+        note,
+        "Job restart-1-node1 completed but its pod is gone, so any outputs it reported could not \
+         be carried forward"
+    );
+}

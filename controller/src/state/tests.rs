@@ -370,3 +370,37 @@ fn done_does_nothing_whatever_it_sees() {
         assert_eq!(decide(Machine::Done, &observed), Action::Nothing);
     }
 }
+
+#[test]
+fn a_finished_job_whose_pod_is_gone_says_so() {
+    let gone = |outcome| Observed {
+        pod_gone: true,
+        ..waiting(outcome, None)
+    };
+    match decide(Machine::WaitingJob(1), &gone(JobOutcome::Complete)) {
+        Action::Advance {
+            split: 1,
+            outputs,
+            ignored_message: Some(message),
+        } => {
+            assert!(outputs.is_empty());
+            assert_eq!(
+                message,
+                "Job wf-1-node completed but its pod is gone, so any outputs it reported could \
+                 not be carried forward"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let failed = JobOutcome::Failed {
+        reason: "BackoffLimitExceeded".into(),
+        message: String::new(),
+    };
+    match decide(Machine::WaitingJob(1), &gone(failed)) {
+        Action::Fail { message, .. } => assert_eq!(
+            message,
+            "split 1: Job wf-1-node failed (BackoffLimitExceeded); its pod is gone"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -296,3 +296,19 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<(String
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+/// Polls until the Workflow has an Event with `reason` (Events are published asynchronously);
+/// returns its note.
+pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let events = event_reasons(client, ns, name).await;
+        if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
+            return note.clone();
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!("Workflow {name}: no {reason} Event; got {events:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
