@@ -101,8 +101,8 @@ const MAX_STEPS: usize = 4;
 enum Step {
     /// No status write: done until something changes (or the requeue).
     Stop(Requeue),
-    /// A transition was persisted; the Workflow as written.
-    Wrote(Box<Workflow>),
+    /// A transition was written: to WaitingJob (the Job's watch wakes us) or Done.
+    Wrote,
     /// A transition to Split(n) was decided but not written: the step that acts on it (creating
     /// split n's objects) writes it together with its own, WaitingJob(n).
     Deferred(Box<WorkflowStatus>),
@@ -122,41 +122,32 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
         debug!("cached copy predates our last status write; waiting for the newer one");
         return Ok(Requeue::await_change());
     }
-    // The Workflow as last written (for the guarded writes), and a transition not yet written.
-    let mut persisted: Option<Box<Workflow>> = None;
+    // A transition decided but not yet written; every write is guarded by `workflow`'s version.
     let mut deferred: Option<Box<WorkflowStatus>> = None;
     for _ in 0..MAX_STEPS {
-        let base = persisted.as_deref().unwrap_or(workflow);
         let status = match &deferred {
             Some(status) => (**status).clone(),
-            None => base.status_or_default(),
+            None => workflow.status_or_default(),
         };
-        let result = step(base, status, ctx).await;
-        match result {
+        match step(workflow, status, ctx).await {
             Ok(Step::Deferred(status)) => deferred = Some(status),
-            Ok(Step::Wrote(new)) => {
-                deferred = None;
-                if !matches!(Machine::of(new.status.as_ref()), Machine::Split(_)) {
-                    // Waiting for a Job (its watch wakes us), or Done.
-                    return Ok(Requeue::await_change());
-                }
-                persisted = Some(new);
-            }
+            // Waiting for a Job (its watch wakes us), or Done.
+            Ok(Step::Wrote) => return Ok(Requeue::await_change()),
             Ok(Step::Stop(requeue)) => {
-                write_deferred(base, ctx, deferred.as_deref()).await?;
+                write_deferred(workflow, ctx, deferred.as_deref()).await?;
                 return Ok(requeue);
             }
             Err(error) => {
                 if !matches!(error, Error::Conflict) {
-                    record_retry(base, ctx, deferred.as_deref(), &error).await;
+                    record_retry(workflow, ctx, deferred.as_deref(), &error).await;
                 }
                 return Err(error);
             }
         }
     }
-    // Bound reached: the last write's watch event brings the next reconcile.
-    let base = persisted.as_deref().unwrap_or(workflow);
-    write_deferred(base, ctx, deferred.as_deref()).await?;
+    // Bound reached (a bug: chains are two steps long); the write's watch event brings the next
+    // reconcile.
+    write_deferred(workflow, ctx, deferred.as_deref()).await?;
     Ok(Requeue::await_change())
 }
 
@@ -378,7 +369,7 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
             }
             let names = names(split);
             if split >= total {
-                let written = write_status(workflow, ctx, &new).await?;
+                write_status(workflow, ctx, &new).await?;
                 info!("all splits succeeded");
                 publish(
                     ctx,
@@ -393,7 +384,7 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
                     Some(job_named(workflow, &names.job)),
                 )
                 .await;
-                Ok(Step::Wrote(Box::new(written)))
+                Ok(Step::Wrote)
             } else {
                 info!(split, outputs = outputs.len(), "split succeeded");
                 publish(
@@ -523,7 +514,7 @@ async fn create_split(
         ..Default::default()
     };
     let new = transition::job_created(status, n, job_ref, now);
-    let written = write_status(workflow, ctx, &new).await?;
+    write_status(workflow, ctx, &new).await?;
     let total = new.total_splits.unwrap_or(1);
     let on = split
         .node
@@ -544,7 +535,7 @@ async fn create_split(
         Some(job_named(workflow, &names.job)),
     )
     .await;
-    Ok(Step::Wrote(Box::new(written)))
+    Ok(Step::Wrote)
 }
 
 async fn fail(
@@ -556,7 +547,7 @@ async fn fail(
     now: &Time,
 ) -> Result<Step, Error> {
     let new = transition::failed(status, reason, message, now);
-    let written = write_status(workflow, ctx, &new).await?;
+    write_status(workflow, ctx, &new).await?;
     if let Some(uid) = workflow.uid() {
         for split in 0..=status.total_splits.unwrap_or(0) as usize {
             ctx.metrics.handoff_cancelled(&HandoffKey {
@@ -580,7 +571,7 @@ async fn fail(
     )
     .await;
     // Done: no requeue, so an invalid workflow never causes a retry storm.
-    Ok(Step::Wrote(Box::new(written)))
+    Ok(Step::Wrote)
 }
 
 #[cfg(test)]

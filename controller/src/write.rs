@@ -74,12 +74,11 @@ pub(crate) fn conflict_message(kind: &str, name: &str, owner: &str) -> String {
 
 /// Writes the whole status as one merge patch, conditional on the resourceVersion read: a
 /// reconcile working from a stale copy gets a conflict instead of undoing a newer transition.
-/// Returns the Workflow as written, the current state for a chained next step.
 pub(crate) async fn write_status(
     workflow: &Workflow,
     ctx: &Context,
     new: &WorkflowStatus,
-) -> Result<Workflow, Error> {
+) -> Result<(), Error> {
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &namespace);
     let new = transition::observed(new.clone(), workflow.metadata.generation);
@@ -95,7 +94,7 @@ pub(crate) async fn write_status(
         )
         .await
     {
-        Ok(written) => {
+        Ok(_) => {
             ctx.metrics.count_write(ApiWrite::Status);
             if let Some(old) = workflow.resource_version() {
                 ctx.superseded
@@ -105,7 +104,7 @@ pub(crate) async fn write_status(
                     .or_default()
                     .push(old);
             }
-            Ok(written)
+            Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
         Err(e) => Err(e.into()),
