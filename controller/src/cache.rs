@@ -209,9 +209,6 @@ mod tests {
 
     #[test]
     fn a_slim_pod_still_gives_its_termination_message() {
-        use k8s_openapi::api::core::v1::{
-            ContainerState, ContainerStateTerminated, ContainerStatus,
-        };
         let mut pod = pod("a", "p", "u");
         pod.metadata.annotations = Some([("big".to_owned(), "x".repeat(1000))].into());
         pod.spec = Some(PodSpec {
@@ -226,20 +223,12 @@ mod tests {
             node_name: Some("node1".into()),
             ..Default::default()
         });
-        let terminated = |message: &str| ContainerStatus {
-            name: "roiergasias".into(),
-            state: Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    message: Some(message.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         pod.status = Some(PodStatus {
             phase: Some("Succeeded".into()),
-            container_statuses: Some(vec![terminated("{\"A\":\"1\"}")]),
+            container_statuses: Some(vec![crate::observe::tests::terminated(
+                "roiergasias",
+                "{\"A\":\"1\"}",
+            )]),
             message: Some("m".into()),
             ..Default::default()
         });

@@ -181,7 +181,7 @@ pub fn termination_message(pod: &Pod) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -248,12 +248,15 @@ mod tests {
         assert_eq!(unschedulable(&Pod::default()), None);
     }
 
-    #[test]
-    fn termination_message_prefers_the_runner_container() {
+    /// Container `name` ended with termination message `message`.
+    pub(crate) fn terminated(
+        name: &str,
+        message: &str,
+    ) -> k8s_openapi::api::core::v1::ContainerStatus {
         use k8s_openapi::api::core::v1::{
-            ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+            ContainerState, ContainerStateTerminated, ContainerStatus,
         };
-        let status = |name: &str, message: &str| ContainerStatus {
+        ContainerStatus {
             name: name.into(),
             state: Some(ContainerState {
                 terminated: Some(ContainerStateTerminated {
@@ -263,7 +266,13 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn termination_message_prefers_the_runner_container() {
+        use k8s_openapi::api::core::v1::PodStatus;
+        let status = terminated;
         let pod = Pod {
             status: Some(PodStatus {
                 container_statuses: Some(vec![
