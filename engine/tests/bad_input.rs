@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Dir, Out, roiergasias, roiergasias_stdin};
+use common::{Dir, Out, roiergasias, roiergasias_stdin, run_with_outputs_file};
 
 /// Validates `contents` from a file named `w.yaml` and returns the result.
 fn validate(contents: impl AsRef<[u8]>) -> Out {
@@ -255,18 +255,8 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn invalid_workflow_error_goes_to_the_outputs_file() {
-    let dir = Dir::temp();
-    let file = dir.file("w.yaml", "version: 0.1\ntask: []\n");
-    let outputs = dir.path("termination-log");
-    let out = roiergasias(&[
-        "run",
-        "-f",
-        &file,
-        "--outputs-file",
-        outputs.to_str().unwrap(),
-    ]);
+    let (out, written) = run_with_outputs_file("version: 0.1\ntask: []\n");
     assert_eq!(out.code, 2);
-    let written = std::fs::read_to_string(outputs).unwrap();
     assert!(
         written.ends_with("w.yaml:2:7: `task` is empty; a workflow needs at least one task"),
         "{written}"

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Dir, bin, example, roiergasias, roiergasias_stdin, run_with};
+use common::{Dir, bin, example, roiergasias, roiergasias_stdin, run_with, run_with_outputs_file};
 
 const HELLO_OUTPUT: &str = "Welcome to roiergasias! Hello, world.
 This message comes from a print step.
@@ -194,22 +194,12 @@ task:
       - environment: [stage: trained]
       - print: ["{{env:model}} {{env:multi}}"]
 "#;
-    let dir = Dir::temp();
-    let file = dir.file("w.yaml", text);
-    let outputs = dir.path("outputs.json");
-    let out = roiergasias(&[
-        "run",
-        "-f",
-        &file,
-        "--outputs-file",
-        outputs.to_str().unwrap(),
-    ]);
+    let (out, json) = run_with_outputs_file(text);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout,
         "second command sees s3://b/m.bin\ns3://b/m.bin line 1\nline 2\n"
     );
-    let json = std::fs::read_to_string(&outputs).unwrap();
     assert_eq!(
         json,
         r#"{"model":"s3://b/m.bin","multi":"line 1\nline 2","stage":"trained"}"#
@@ -221,19 +211,9 @@ task:
 #[test]
 fn outputs_too_large_fail_naming_the_largest() {
     let text = "version: 0.1\ntask:\n  - sequential:\n      - shell: [\"echo big=$(head -c 5000 /dev/zero | tr '\\\\0' x) >> $ROIERGASIAS_ENV; echo small=1 >> $ROIERGASIAS_ENV\"]\n";
-    let dir = Dir::temp();
-    let file = dir.file("w.yaml", text);
-    let outputs = dir.path("out");
-    let out = roiergasias(&[
-        "run",
-        "-f",
-        &file,
-        "--outputs-file",
-        outputs.to_str().unwrap(),
-    ]);
+    let (out, written) = run_with_outputs_file(text);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("more than the 4096-byte termination message limit; largest variables: big (5000 bytes), small (1 bytes)"), "{}", out.stderr);
-    let written = std::fs::read_to_string(&outputs).unwrap();
     assert!(
         written.starts_with("the outputs take 5022 bytes as JSON"),
         "the error, not truncated JSON: {written}"
@@ -252,16 +232,7 @@ fn malformed_roiergasias_env_lines_are_errors() {
 #[test]
 fn a_failing_command_stops_the_workflow() {
     let text = "version: 0.1\ntask:\n  - sequential:\n      - print: [before]\n  - sequential:\n      - execute: [\"true\", \"sh -c 'exit 3'\", \"echo not-run\"]\n      - print: [after]\n";
-    let dir = Dir::temp();
-    let file = dir.file("w.yaml", text);
-    let outputs = dir.path("termination-log");
-    let out = roiergasias(&[
-        "run",
-        "-f",
-        &file,
-        "--outputs-file",
-        outputs.to_str().unwrap(),
-    ]);
+    let (out, written) = run_with_outputs_file(text);
     assert_eq!(out.code, 1);
     assert_eq!(out.stdout, "before\n");
     let message = "task 2, step 1 (execute): command `sh -c 'exit 3'` exited with status 3";
@@ -281,7 +252,7 @@ fn a_failing_command_stops_the_workflow() {
         "later steps do not run: {}",
         out.stderr
     );
-    assert_eq!(std::fs::read_to_string(&outputs).unwrap(), message);
+    assert_eq!(written, message);
 }
 
 #[test]

@@ -51,6 +51,23 @@ pub fn roiergasias_stdin(args: &[&str], stdin: &[u8]) -> Out {
     run_with(bin(), args, Some(stdin))
 }
 
+/// Runs workflow `text` from a file `w.yaml` with `--outputs-file`; returns the run and what it
+/// wrote there.
+pub fn run_with_outputs_file(text: &str) -> (Out, String) {
+    let dir = Dir::temp();
+    let file = dir.file("w.yaml", text);
+    let outputs = dir.path("termination-log");
+    let out = roiergasias(&[
+        "run",
+        "-f",
+        &file,
+        "--outputs-file",
+        outputs.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(&outputs).unwrap_or_default();
+    (out, written)
+}
+
 /// A temporary directory with workflow files in it.
 pub struct Dir(pub tempfile::TempDir);
 
