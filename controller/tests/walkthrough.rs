@@ -656,36 +656,21 @@ fn operator_chart_watching_a_list_of_namespaces_grants_nothing_cluster_wide() {
 
 #[test]
 fn operator_chart_rejects_bad_values_with_a_clear_message() {
-    let err = run_err(
-        helm()
-            .args(["template", "r", CHART, "--set", "logFormat=xml"])
-            .current_dir(repo()),
-    );
-    assert!(err.contains("logFormat"), "{err}");
-    let err = run_err(
-        helm()
-            .args([
-                "template",
-                "r",
-                CHART,
-                "--set",
-                "watchNamespaces={Bad_Name}",
-            ])
-            .current_dir(repo()),
-    );
-    assert!(err.contains("watchNamespaces"), "{err}");
-    let err = run_err(
-        helm()
-            .args([
-                "template",
-                "r",
-                CHART,
-                "--set",
-                "serviceAccount.create=false",
-            ])
-            .current_dir(repo()),
-    );
-    assert!(err.contains("serviceAccount.name is required"), "{err}");
+    for (set, says) in [
+        ("logFormat=xml", "logFormat"),
+        ("watchNamespaces={Bad_Name}", "watchNamespaces"),
+        (
+            "serviceAccount.create=false",
+            "serviceAccount.name is required",
+        ),
+    ] {
+        let err = run_err(
+            helm()
+                .args(["template", "r", CHART, "--set", set])
+                .current_dir(repo()),
+        );
+        assert!(err.contains(says), "--set {set}: {err}");
+    }
 }
 
 // ---------------------------------------------------------------------------
