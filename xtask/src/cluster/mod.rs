@@ -304,6 +304,8 @@ impl Cluster {
     /// kwokctl's delete, then a sweep for anything it missed.
     fn delete(&self, bin: &Path) -> anyhow::Result<()> {
         let dir = self.dir();
+        // Taken before kwokctl stops them: it does not wait for its processes to exit.
+        let mut strays = procs::sweep(&dir);
         if bin.join("kwokctl").is_file() && self.exists() {
             let out = output(self.kwokctl(bin).args(["delete", "cluster"]))?;
             if !out.status.success() {
@@ -313,8 +315,12 @@ impl Cluster {
                 );
             }
         }
-        let strays = procs::sweep(&dir);
-        let left = procs::kill_all(&strays, &dir, Duration::from_secs(5));
+        for p in procs::sweep(&dir) {
+            if !strays.contains(&p) {
+                strays.push(p);
+            }
+        }
+        let left = procs::kill_all(&strays, Duration::from_secs(5));
         if !left.is_empty() {
             bail!(
                 "could not stop processes {left:?} of cluster `{}`",

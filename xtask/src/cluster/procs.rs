@@ -59,43 +59,74 @@ fn is_zombie(proc: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// A process, told apart from a later one that reuses its pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    fn of(pid: u32) -> Option<Proc> {
+        stat_fields(pid).map(|(_, start)| Proc { pid, start })
+    }
+
+    /// Still running, zombies excluded. A process in the middle of exiting has already lost its
+    /// command line and working directory, so `belongs_to` no longer sees it, but this does.
+    fn alive(&self) -> bool {
+        stat_fields(self.pid).is_some_and(|(zombie, start)| !zombie && start == self.start)
+    }
+}
+
+/// (zombie, start time in clock ticks) from `/proc/<pid>/stat`.
+fn stat_fields(pid: u32) -> Option<(bool, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); the start time is field 22.
+    Some((fields.first() == Some(&"Z"), fields.get(19)?.parse().ok()?))
+}
+
 /// Every live process that belongs to the cluster, pid files or not.
-pub fn sweep(cluster_dir: &Path) -> Vec<u32> {
+pub fn sweep(cluster_dir: &Path) -> Vec<Proc> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let me = std::process::id();
-    let mut pids: Vec<u32> = entries
+    let mut found: Vec<Proc> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me && belongs_to(pid, cluster_dir))
+        .filter_map(Proc::of)
         .collect();
-    pids.sort_unstable();
-    pids
+    found.sort_unstable_by_key(|p| p.pid);
+    found
 }
 
 /// SIGTERM, then SIGKILL after `grace`; returns the pids still alive after both (should be none).
-pub fn kill_all(pids: &[u32], cluster_dir: &Path, grace: Duration) -> Vec<u32> {
-    if pids.is_empty() {
-        return Vec::new();
-    }
-    signal("-TERM", pids);
-    let deadline = Instant::now() + grace;
-    let alive = |pids: &[u32]| {
-        pids.iter()
-            .copied()
-            .filter(|&p| belongs_to(p, cluster_dir))
+/// Waits until each process has really exited, not just until it stopped looking like ours.
+pub fn kill_all(procs: &[Proc], grace: Duration) -> Vec<u32> {
+    let alive = || {
+        procs
+            .iter()
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
             .collect::<Vec<_>>()
     };
+    signal("-TERM", &alive());
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if alive(pids).is_empty() {
+        if alive().is_empty() {
             return Vec::new();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    signal("-KILL", &alive(pids));
-    std::thread::sleep(Duration::from_millis(300));
-    alive(pids)
+    signal("-KILL", &alive());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !alive().is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    alive()
 }
 
 fn signal(sig: &str, pids: &[u32]) {
@@ -122,15 +153,16 @@ mod tests {
             .unwrap();
         let pid = child.id();
         assert!(belongs_to(pid, dir.path()));
-        assert!(sweep(dir.path()).contains(&pid));
+        let found = sweep(dir.path());
+        assert_eq!(found.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![pid]);
         let other = tempfile::tempdir().unwrap();
         assert!(
             !belongs_to(pid, other.path()),
             "a process elsewhere is not ours"
         );
-        let left = kill_all(&[pid], dir.path(), Duration::from_secs(5));
-        let _ = child.wait();
+        let left = kill_all(&found, Duration::from_secs(5));
         assert!(left.is_empty());
+        let _ = child.wait();
         assert!(!belongs_to(pid, dir.path()));
     }
 
