@@ -114,6 +114,12 @@ fn init_tracing(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 use LogFormat::{Json, Text};
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Listening from the first instant, so a SIGTERM during start-up is graceful too.
+    let shutdown: Shutdown = shutdown_signal(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ))
+    .boxed()
+    .shared();
     let client = Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
@@ -129,7 +135,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metrics.clone(),
         CrashPoints::from_env(),
     ));
-    let shutdown: Shutdown = shutdown_signal().boxed().shared();
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let server = tokio::spawn(http::serve(
@@ -180,8 +185,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl+C: finish running reconciles, then stop.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+async fn shutdown_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut term = match term {
         Ok(term) => term,
         Err(e) => {
             warn!(error = %e, "cannot listen for SIGTERM; only Ctrl+C stops the operator");

@@ -151,7 +151,7 @@ async fn killed_while_waiting_for_a_job() {
 async fn sigterm_shuts_down_gracefully() {
     let (_client, ns) = setup("op-sigterm").await;
     let mut operator = Operator::start(&ns.name);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    operator.logged("starting", Duration::from_secs(20)).await;
     let pid = operator.pid();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

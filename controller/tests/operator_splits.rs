@@ -95,31 +95,55 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     // API server made them, so "Job n+1 created after Job n Complete" is checked exactly.
     let jobs_api: Api<Job> = ns.api();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready, jobs_watching) = tokio::sync::oneshot::channel();
     let watch = tokio::spawn(async move {
+        let mut ready = Some(ready);
         let mut stream = watcher(jobs_api, watcher::Config::default()).boxed();
-        while let Some(Ok(event)) = stream.next().await {
-            if let watcher::Event::Apply(job) | watcher::Event::InitApply(job) = event {
-                let _ = tx.send((job.name_any(), job_complete(&job)));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
+                    let _ = tx.send((job.name_any(), job_complete(&job)));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                _ => {}
             }
         }
     });
     // And the Workflow: every version the API server stores, to count the status writes.
     let wf_api: Api<Workflow> = ns.api();
     let (wf_tx, mut wf_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready, workflows_watching) = tokio::sync::oneshot::channel();
     let wf_watch = tokio::spawn(async move {
+        let mut ready = Some(ready);
         let mut stream = watcher(wf_api, watcher::Config::default()).boxed();
-        while let Some(Ok(event)) = stream.next().await {
-            if let watcher::Event::Apply(wf) | watcher::Event::InitApply(wf) = event {
-                let status = wf.status.clone().unwrap_or_default();
-                let _ = wf_tx.send((
-                    wf.resource_version().unwrap_or_default(),
-                    status.state,
-                    status.current_split,
-                ));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(wf) | watcher::Event::InitApply(wf)) => {
+                    let status = wf.status.clone().unwrap_or_default();
+                    let _ = wf_tx.send((
+                        wf.resource_version().unwrap_or_default(),
+                        status.state,
+                        status.current_split,
+                    ));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                _ => {}
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both watches are established before anything they must see happens.
+    jobs_watching.await.expect("the Job watch started");
+    workflows_watching
+        .await
+        .expect("the Workflow watch started");
 
     let _operator = Operator::start(&ns.name);
     let api: Api<Workflow> = ns.api();

@@ -77,6 +77,19 @@ impl Operator {
         );
     }
 
+    /// Waits until the log holds `text`.
+    pub async fn logged(&self, text: &str, within: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            assert!(
+                start.elapsed() < within,
+                "the operator did not log {text:?} within {within:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         let mut text = String::new();
         let _ = std::fs::File::open(self.log.path()).and_then(|mut f| f.read_to_string(&mut text));
