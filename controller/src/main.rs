@@ -249,10 +249,26 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: S
         );
     }
     ctx.set_cache(cache);
-    let gauges = report_phases(ctx.clone(), stores);
+    let gauges = report_phases(ctx.clone(), stores.clone());
     tokio::select! {
         _ = futures::future::join_all(runs) => {}
         _ = gauges => {}
+        _ = stopped_before_ready(shutdown, stores) => {
+            info!("stopped before the Workflow cache was filled: no reconcile had started");
+        }
+    }
+}
+
+/// Resolves on a shutdown that comes before every Workflow cache is filled. kube holds reconciles
+/// until then, and a graceful shutdown stops the watch that would fill it: the controllers would
+/// wait for each other forever.
+async fn stopped_before_ready(shutdown: Shutdown, stores: Vec<Store<Workflow>>) {
+    shutdown.await;
+    let ready = stores
+        .iter()
+        .all(|s| s.wait_until_ready().now_or_never().is_some());
+    if ready {
+        futures::future::pending::<()>().await;
     }
 }
 
