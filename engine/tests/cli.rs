@@ -498,7 +498,7 @@ task:
 #[test]
 fn sigterm_is_passed_on_to_the_command_and_stops_the_workflow() {
     use std::io::{BufRead, BufReader};
-    let text = "version: 0.1\ntask:\n  - sequential:\n      - shell: [\"trap 'kill $!; echo got TERM; exit 7' TERM; echo ready; sleep 30 >/dev/null 2>&1 & wait\"]\n      - print: [never]\n";
+    let text = "version: 0.1\ntask:\n  - sequential:\n      - shell: [\"trap 'kill $!; echo got TERM; exit 7' TERM; sleep 30 >/dev/null 2>&1 & echo ready; wait\"]\n      - print: [never]\n";
     let dir = Dir::temp();
     let file = dir.file("w.yaml", text);
     let mut child = bin()
@@ -509,7 +509,7 @@ fn sigterm_is_passed_on_to_the_command_and_stops_the_workflow() {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    // The command is running (and has set its trap) once it says so.
+    // The command has set its trap and started what the trap kills once it says so.
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
     let killed = std::process::Command::new("kill")
