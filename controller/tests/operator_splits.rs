@@ -87,63 +87,60 @@ async fn a_minimal_single_node_workflow_succeeds_with_the_original_names() {
     assert!(events.iter().all(|(r, _)| r != "JobFailed"), "{events:#?}");
 }
 
+/// Watches `api`, sending `seen(object)` for every version the watch delivers. Returns once the
+/// watch is established, so nothing that happens afterwards is missed.
+async fn watch_from_now<K, T>(
+    api: Api<K>,
+    seen: impl Fn(K) -> T + Send + 'static,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<T>,
+)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready, watching) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready);
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    let _ = tx.send(seen(obj));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    watching.await.expect("the watch started");
+    (task, rx)
+}
+
 #[tokio::test]
 async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     let (client, ns) = setup("op-three").await;
     let name = "ml";
     // Watch Jobs from before the Workflow exists: the watch delivers changes in the order the
     // API server made them, so "Job n+1 created after Job n Complete" is checked exactly.
-    let jobs_api: Api<Job> = ns.api();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready, jobs_watching) = tokio::sync::oneshot::channel();
-    let watch = tokio::spawn(async move {
-        let mut ready = Some(ready);
-        let mut stream = watcher(jobs_api, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
-                    let _ = tx.send((job.name_any(), job_complete(&job)));
-                }
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
+    let (watch, mut rx) =
+        watch_from_now(ns.api::<Job>(), |job| (job.name_any(), job_complete(&job))).await;
     // And the Workflow: every version the API server stores, to count the status writes.
-    let wf_api: Api<Workflow> = ns.api();
-    let (wf_tx, mut wf_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready, workflows_watching) = tokio::sync::oneshot::channel();
-    let wf_watch = tokio::spawn(async move {
-        let mut ready = Some(ready);
-        let mut stream = watcher(wf_api, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(wf) | watcher::Event::InitApply(wf)) => {
-                    let status = wf.status.clone().unwrap_or_default();
-                    let _ = wf_tx.send((
-                        wf.resource_version().unwrap_or_default(),
-                        status.state,
-                        status.current_split,
-                    ));
-                }
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    // Both watches are established before anything they must see happens.
-    jobs_watching.await.expect("the Job watch started");
-    workflows_watching
-        .await
-        .expect("the Workflow watch started");
+    let (wf_watch, mut wf_rx) = watch_from_now(ns.api::<Workflow>(), |wf| {
+        let status = wf.status.clone().unwrap_or_default();
+        (
+            wf.resource_version().unwrap_or_default(),
+            status.state,
+            status.current_split,
+        )
+    })
+    .await;
 
     let _operator = Operator::start(&ns.name);
     let api: Api<Workflow> = ns.api();
