@@ -38,7 +38,8 @@ pub fn components(cluster_dir: &Path) -> Vec<Component> {
 pub fn belongs_to(pid: u32, cluster_dir: &Path) -> bool {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let dir = cluster_dir.display().to_string();
-    if is_zombie(&proc) {
+    // Gone, or a zombie.
+    if stat_fields(pid).is_none_or(|(zombie, _)| zombie) {
         return false;
     }
     let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
@@ -47,16 +48,6 @@ pub fn belongs_to(pid: u32, cluster_dir: &Path) -> bool {
         return true;
     }
     std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(cluster_dir))
-}
-
-fn is_zombie(proc: &Path) -> bool {
-    std::fs::read_to_string(proc.join("stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// A process, told apart from a later one that reuses its pid by its start time.
