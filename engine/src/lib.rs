@@ -1,7 +1,11 @@
 //! The roiergasias workflow engine: parse, validate, split and run version 0.1 workflows.
 //!
-//! The operator uses [`parse`], [`split`], [`Workflow::to_yaml`] and
+//! The operator uses [`parse`], [`plan`], [`split_at`], [`Workflow::to_yaml`] and
 //! [`Workflow::with_environment_appended`]; the `roiergasias` binary adds the runner.
+//!
+//! Work is linear in the input: YAML aliases are budgeted,
+//! and [`plan`] and [`split_at`] make one split at a time where [`split`] makes them all
+//! (which can be quadratic in size when every task sets its own variables).
 
 mod error;
 mod model;
@@ -17,7 +21,7 @@ pub use error::{Pos, Problem, WorkflowError};
 pub use model::{EnvVar, Step, Task, VERSION, Workflow};
 use parse::Unparsed;
 pub use parse::{MAX_WORKFLOW_BYTES, workflow_text};
-pub use split::{Split, split, split_count};
+pub use split::{PlannedSplit, Split, plan, split, split_at, split_count, splits};
 
 /// Parses and validates a workflow, reporting every problem found.
 ///

@@ -1,6 +1,9 @@
 //! The library API the operator builds on: parse, validate, to_yaml, split.
 
-use roiergasias_engine::{EnvVar, Step, Task, Workflow, parse, parse_with_env, split};
+use roiergasias_engine::{
+    EnvVar, PlannedSplit, Step, Task, Workflow, parse, parse_with_env, plan, split, split_at,
+    split_count, splits,
+};
 
 const HELLO: &str = r#"
 version: 0.1
@@ -408,6 +411,45 @@ fn split_keeps_overridden_entries_that_are_referred_to() {
             EnvVar::new("b", "{{env:a}}"),
             EnvVar::new("a", "2")
         ]
+    );
+}
+
+/// `plan`, `split_at` and `splits` agree with `split`, one split at a time.
+fn assert_one_at_a_time_agrees(wf: &Workflow) {
+    let all = split(wf);
+    assert_eq!(all.len(), split_count(wf));
+    let planned: Vec<PlannedSplit> = plan(wf);
+    assert_eq!(
+        planned,
+        all.iter()
+            .map(|s| PlannedSplit {
+                index: s.index,
+                node: s.node.clone()
+            })
+            .collect::<Vec<_>>()
+    );
+    for s in &all {
+        assert_eq!(split_at(wf, s.index).as_ref(), Some(s));
+    }
+    assert_eq!(splits(wf).collect::<Vec<_>>(), all);
+    assert_eq!(split_at(wf, 0), None);
+    assert_eq!(split_at(wf, all.len() + 1), None);
+}
+
+#[test]
+fn plan_and_split_at_agree_with_split() {
+    let with_nodes = "version: 0.1\nenvironment: [g: x]\ntask:\n  - node: n1\n    sequential: [environment: [a: \"1\", b: \"{{env:a}}\", a: \"2\"]]\n  - node: n2\n    sequential: [print: [\"{{env:b}}\"], environment: [c: \"3\"]]\n  - node: n1\n    sequential: [environment: [a: \"4\"]]\n  - node: n2\n    sequential: []\n";
+    assert_one_at_a_time_agrees(&parse(with_nodes).unwrap());
+    assert_one_at_a_time_agrees(&parse(HELLO).unwrap());
+    let without =
+        parse("version: 0.1\ntask:\n  - sequential: [print: [a]]\n  - sequential: []\n").unwrap();
+    assert_one_at_a_time_agrees(&without);
+    assert_eq!(
+        plan(&without),
+        [PlannedSplit {
+            index: 1,
+            node: None
+        }]
     );
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use roiergasias_engine::{MAX_WORKFLOW_BYTES, Workflow, outputs, split as split_workflow};
+use roiergasias_engine::{MAX_WORKFLOW_BYTES, Split, Workflow, outputs};
 use tracing::{debug, error, info, warn};
 
 use progress::{LogFormat, Progress, human};
@@ -60,6 +60,9 @@ enum Command {
         /// Workflow file, or `-` for standard input.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
+        /// Print only split N (1-based), as the operator makes it.
+        #[arg(long, value_name = "N")]
+        index: Option<usize>,
     },
     /// Print the version.
     Version,
@@ -98,7 +101,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { file, outputs_file } => run(&file, outputs_file),
         Command::Validate { file } => validate(&file),
-        Command::Split { file } => split(&file),
+        Command::Split { file, index } => split(&file, index),
         Command::Version => {
             println!("roiergasias {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -184,22 +187,39 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn split(file: &Path) -> Result<(), Failure> {
+/// Writes one document at a time: all splits together can be quadratic in the input's size
+/// (every task setting its own variable), so they are never held at once.
+fn split(file: &Path, index: Option<usize>) -> Result<(), Failure> {
     let workflow = load(file)?;
-    let splits = split_workflow(&workflow);
-    let total = splits.len();
-    let mut out = std::io::stdout().lock();
-    for s in &splits {
-        let header = match &s.node {
-            Some(node) => format!("--- # split {}/{total} on node {node}\n", s.index),
-            None => format!("--- # split {}/{total}\n", s.index),
-        };
-        out.write_all(header.as_bytes())
-            .and_then(|()| out.write_all(s.workflow.to_yaml().as_bytes()))
-            .map_err(|e| Failure::Step(format!("writing to standard output: {e}")))?;
+    let total = roiergasias_engine::split_count(&workflow);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let write_error = |e: std::io::Error| Failure::Step(format!("writing to standard output: {e}"));
+    match index {
+        Some(n) => {
+            let s = roiergasias_engine::split_at(&workflow, n).ok_or_else(|| {
+                Failure::Invalid(format!(
+                    "{}: there is no split {n}: the workflow has {total} split{} (numbered from 1)",
+                    display_name(file),
+                    plural(total)
+                ))
+            })?;
+            write_split(&mut out, &s, total).map_err(write_error)?;
+        }
+        None => {
+            for s in roiergasias_engine::splits(&workflow) {
+                write_split(&mut out, &s, total).map_err(write_error)?;
+            }
+        }
     }
-    out.flush()
-        .map_err(|e| Failure::Step(format!("writing to standard output: {e}")))
+    out.flush().map_err(write_error)
+}
+
+fn write_split(out: &mut impl Write, s: &Split, total: usize) -> std::io::Result<()> {
+    match &s.node {
+        Some(node) => writeln!(out, "--- # split {}/{total} on node {node}", s.index)?,
+        None => writeln!(out, "--- # split {}/{total}", s.index)?,
+    }
+    out.write_all(s.workflow.to_yaml().as_bytes())
 }
 
 fn run(file: &Path, outputs_file: Option<PathBuf>) -> Result<(), Failure> {
