@@ -9,6 +9,7 @@ use roiergasias_crd::Workflow;
 
 use crate::cache::Cache;
 use crate::crash::CrashPoints;
+use crate::policy::Policy;
 use crate::telemetry::Metrics;
 
 /// Shared by every reconcile.
@@ -19,6 +20,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Test-only crash points (see [`CrashPoints`]).
     pub crash: CrashPoints,
+    /// What a Workflow's jobTemplate may ask for (see [`Policy`]).
+    pub policy: Policy,
     /// Consecutive failures per Workflow, for the error back-off.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
     /// Per Workflow, the resourceVersions our last reconcile's status writes replaced (one per
@@ -54,6 +57,12 @@ impl Context {
         }
     }
 
+    /// The same context, enforcing `policy` (the default allows everything, as the original did).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     pub fn new(
         client: kube::Client,
         runner_image: String,
@@ -67,6 +76,7 @@ impl Context {
             recorder,
             metrics,
             crash,
+            policy: Policy::default(),
             failures: Mutex::new(HashMap::new()),
             superseded: Mutex::new(HashMap::new()),
             cache: RwLock::new(Cache::default()),

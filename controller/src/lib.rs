@@ -13,6 +13,7 @@ pub mod leader;
 pub mod names;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod state;
 pub mod telemetry;

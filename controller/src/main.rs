@@ -20,6 +20,7 @@ use roiergasias_controller::build::{MANAGED_BY, MANAGED_BY_LABEL};
 use roiergasias_controller::cache::Cache;
 use roiergasias_controller::crash::CrashPoints;
 use roiergasias_controller::leader::{self, LeaderConfig};
+use roiergasias_controller::policy::{self, JobTemplates, Policy};
 use roiergasias_controller::reconcile::{Context, error_policy, reconcile};
 use roiergasias_controller::{http, telemetry::Metrics};
 use roiergasias_crd::Workflow;
@@ -65,6 +66,17 @@ struct Args {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
     #[arg(long, default_value = "info")]
     log_level: String,
+
+    /// Whether a Workflow may bring its own jobTemplate (pod template, image, ServiceAccount...):
+    /// allow (the original's behaviour) or refuse (only the default runner).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = JobTemplates::Allow)]
+    job_templates: JobTemplates,
+
+    /// ServiceAccounts a Workflow's jobTemplate may run its pods as, comma-separated or repeated;
+    /// `default` is always allowed. Unset: any.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',',
+          value_parser = policy::parse_service_account)]
+    allowed_service_accounts: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -128,13 +140,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         controller: "roiergasias-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        args.runner_image.clone(),
-        Recorder::new(client.clone(), reporter),
-        metrics.clone(),
-        CrashPoints::from_env(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            args.runner_image.clone(),
+            Recorder::new(client.clone(), reporter),
+            metrics.clone(),
+            CrashPoints::from_env(),
+        )
+        .with_policy(Policy {
+            job_templates: args.job_templates,
+            allowed_service_accounts: args.allowed_service_accounts.iter().cloned().collect(),
+        }),
+    );
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let server = tokio::spawn(http::serve(
@@ -163,6 +181,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         namespaces = ?args.namespaces,
         runner_image = %args.runner_image,
         leader_election = args.leader_election,
+        job_templates = ?args.job_templates,
+        allowed_service_accounts = ?args.allowed_service_accounts,
         "starting"
     );
     if args.leader_election {

@@ -205,6 +205,14 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
     let machine = Machine::of(Some(&status));
+    // The operator's policy, before anything is built from the spec (at every split, so a stricter
+    // policy also stops a Workflow that was running when the operator restarted with it).
+    if matches!(machine, Machine::Pending | Machine::Split(_))
+        && let Err(message) = ctx.policy.check(&workflow.spec)
+    {
+        let now = Time(Timestamp::now());
+        return fail(workflow, ctx, &status, FailReason::Refused, &message, &now).await;
+    }
 
     // The engine's verdict: needed to start (Pending) and to build a split's objects (Split).
     let splits = match machine {

@@ -133,6 +133,8 @@ pub enum FailReason {
     Rejected,
     /// Carried outputs grew past what a status and ConfigMap can hold.
     OutputsTooLarge,
+    /// The operator's policy refuses what the jobTemplate asks for (see `crate::policy`).
+    Refused,
 }
 
 impl FailReason {
@@ -144,6 +146,7 @@ impl FailReason {
             FailReason::JobDeleted => "JobDeleted",
             FailReason::Rejected => "Rejected",
             FailReason::OutputsTooLarge => "OutputsTooLarge",
+            FailReason::Refused => "Refused",
         }
     }
 }
