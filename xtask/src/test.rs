@@ -65,7 +65,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 
     let cluster = Cluster::from_env()?;
     eprintln!("==> cluster up ({})", cluster.name);
-    let up = match cluster.up() {
+    let up = match cluster.up(crate::cluster::real::wanted_by_env()) {
         Ok(up) => up,
         Err(e) => {
             record("cluster up", Outcome::Failed, format!("{e:#}"));

@@ -13,6 +13,8 @@ pub const KUBERNETES_VERSION: &str = "v1.36.3";
 pub const ETCD_VERSION: &str = "v3.6.16";
 pub const KWOK_VERSION: &str = "v0.8.0";
 pub const HELM_VERSION: &str = "v3.22.0";
+/// containerd 2.x: Kubernetes 1.37 drops support for 1.x.
+pub const CONTAINERD_VERSION: &str = "v2.2.9";
 
 /// Overrides the cache: a directory already holding every binary in [`TOOLS`].
 pub const BIN_ENV: &str = "ROIERGASIAS_K8S_BIN";
@@ -33,6 +35,8 @@ enum Source {
     Wrapper {
         module_dir: &'static str,
         package: &'static str,
+        /// Go build tags (`-tags`), e.g. to leave out a storage driver that needs C headers.
+        tags: &'static str,
     },
     /// A plain `go install package@version`.
     Install {
@@ -54,6 +58,7 @@ pub const TOOLS: &[Tool] = &[
         source: Source::Wrapper {
             module_dir: "kubernetes",
             package: "k8s.io/kubernetes/cmd/kube-apiserver",
+            tags: "",
         },
         version_vars: kubernetes_version_vars,
     },
@@ -62,6 +67,7 @@ pub const TOOLS: &[Tool] = &[
         source: Source::Wrapper {
             module_dir: "kubernetes",
             package: "k8s.io/kubernetes/cmd/kube-controller-manager",
+            tags: "",
         },
         version_vars: kubernetes_version_vars,
     },
@@ -70,6 +76,7 @@ pub const TOOLS: &[Tool] = &[
         source: Source::Wrapper {
             module_dir: "kubernetes",
             package: "k8s.io/kubernetes/cmd/kube-scheduler",
+            tags: "",
         },
         version_vars: kubernetes_version_vars,
     },
@@ -78,14 +85,40 @@ pub const TOOLS: &[Tool] = &[
         source: Source::Wrapper {
             module_dir: "kubernetes",
             package: "k8s.io/kubernetes/cmd/kubectl",
+            tags: "",
         },
         version_vars: kubernetes_version_vars,
+    },
+    Tool {
+        name: "kubelet",
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kubelet",
+            tags: "",
+        },
+        version_vars: kubernetes_version_vars,
+    },
+    Tool {
+        name: "containerd",
+        source: containerd("github.com/containerd/containerd/v2/cmd/containerd"),
+        version_vars: containerd_version_vars,
+    },
+    Tool {
+        name: "containerd-shim-runc-v2",
+        source: containerd("github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"),
+        version_vars: containerd_version_vars,
+    },
+    Tool {
+        name: "ctr",
+        source: containerd("github.com/containerd/containerd/v2/cmd/ctr"),
+        version_vars: containerd_version_vars,
     },
     Tool {
         name: "etcd",
         source: Source::Wrapper {
             module_dir: "etcd",
             package: "go.etcd.io/etcd/server/v3",
+            tags: "",
         },
         version_vars: etcd_version_vars,
     },
@@ -114,6 +147,22 @@ pub const TOOLS: &[Tool] = &[
         version_vars: helm_version_vars,
     },
 ];
+
+/// A command of the containerd module; `no_btrfs` leaves out the btrfs snapshotter, which needs C headers.
+const fn containerd(package: &'static str) -> Source {
+    Source::Wrapper {
+        module_dir: "containerd",
+        package,
+        tags: "no_btrfs",
+    }
+}
+
+fn containerd_version_vars() -> Vec<String> {
+    vec![
+        format!("github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}"),
+        "github.com/containerd/containerd/v2/version.Revision=roiergasias-xtask".to_string(),
+    ]
+}
 
 fn kubernetes_version_vars() -> Vec<String> {
     let (major, minor) = major_minor(KUBERNETES_VERSION);
@@ -193,7 +242,7 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
 /// The versioned directory for this set of tools; a version bump builds into a fresh one.
 pub fn versioned_dir() -> anyhow::Result<PathBuf> {
     Ok(cache_root()?.join(format!(
-        "tools-k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-helm-{HELM_VERSION}"
+        "tools-k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-helm-{HELM_VERSION}-containerd-{CONTAINERD_VERSION}"
     )))
 }
 
@@ -360,12 +409,13 @@ fn build(tool: &Tool, dir: &Path, label: &str) -> anyhow::Result<()> {
         Source::Wrapper {
             module_dir,
             package,
+            tags,
         } => {
             let out = scratch.join(tool.name);
             cmd.current_dir(workspace_root().join("xtask/go").join(module_dir))
                 .args(["build", "-o"])
                 .arg(&out)
-                .args(["-ldflags", &ldflags, package]);
+                .args(["-tags", tags, "-ldflags", &ldflags, package]);
             out
         }
         Source::Install { package, version } => {
@@ -489,7 +539,13 @@ mod tests {
     #[test]
     fn cache_dir_is_keyed_by_every_version() {
         let dir = versioned_dir().unwrap().display().to_string();
-        for v in [KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION, HELM_VERSION] {
+        for v in [
+            KUBERNETES_VERSION,
+            ETCD_VERSION,
+            KWOK_VERSION,
+            HELM_VERSION,
+            CONTAINERD_VERSION,
+        ] {
             assert!(dir.contains(v), "{dir} lacks {v}");
         }
     }

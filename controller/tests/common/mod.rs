@@ -58,12 +58,53 @@ pub struct TestNamespace {
     client: Client,
 }
 
+/// Pins a namespace's pods to kwok's fake nodes: they tolerate the fake nodes' taint (set while real
+/// nodes run) and select `type=kwok` (the API server's PodNodeSelector and PodTolerationRestriction
+/// admission plugins add both to every pod created in it).
+pub const ON_FAKE_NODES: &[(&str, &str)] = &[
+    ("scheduler.alpha.kubernetes.io/node-selector", "type=kwok"),
+    (
+        "scheduler.alpha.kubernetes.io/defaultTolerations",
+        r#"[{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]"#,
+    ),
+];
+
+/// Pins a namespace's pods to the real kubelet nodes.
+pub const ON_REAL_NODES: &[(&str, &str)] =
+    &[("scheduler.alpha.kubernetes.io/node-selector", "type=real")];
+
 impl TestNamespace {
-    /// Creates `prefix-xxxxxxxx` and waits for its default ServiceAccount, which pods need before they can be created.
+    /// Creates `prefix-xxxxxxxx`, its pods on kwok's fake nodes, and waits for its default
+    /// ServiceAccount, which pods need before they can be created.
     pub async fn create(client: &Client, prefix: &str) -> Self {
+        Self::create_with(client, prefix, ON_FAKE_NODES, &[]).await
+    }
+
+    /// A namespace whose pods really run, on the real nodes (`cargo xtask cluster up` starts them).
+    pub async fn on_real_nodes(client: &Client, prefix: &str) -> Self {
+        require_real_nodes(client).await;
+        Self::create_with(client, prefix, ON_REAL_NODES, &[]).await
+    }
+
+    /// With extra labels, e.g. `pod-security.kubernetes.io/enforce: restricted`.
+    pub async fn create_with(
+        client: &Client,
+        prefix: &str,
+        annotations: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) -> Self {
         let name = unique_name(prefix);
+        let mut label_map = serde_json::Map::new();
+        label_map.insert("roiergasias.io/test".into(), "true".into());
+        for (k, v) in labels {
+            label_map.insert(k.to_string(), v.to_string().into());
+        }
+        let annotation_map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string().into()))
+            .collect();
         let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": name, "labels": { "roiergasias.io/test": "true" } }
+            "metadata": { "name": name, "labels": label_map, "annotations": annotation_map }
         }))
         .expect("a namespace");
         Api::<Namespace>::all(client.clone())
@@ -112,6 +153,31 @@ impl Drop for TestNamespace {
         })
         .join();
     }
+}
+
+/// Fails (never skips) unless both real nodes are Ready: tests that need real pods must run in CI.
+pub async fn require_real_nodes(client: &Client) {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&kube::api::ListParams::default().labels("type=real"))
+        .await
+        .expect("listing nodes");
+    let ready = nodes
+        .items
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    assert!(
+        ready >= 2,
+        "this test runs real pods and needs the test cluster's two real nodes, but {ready} is Ready. \
+         `cargo xtask cluster up` starts them where the host allows (root, cgroups, runc, CNI plugins); \
+         it says what is missing when it cannot"
+    );
 }
 
 /// Waits until `cond` holds for the object `name`, failing the test after [`TIMEOUT`] with `what` and the last state seen.

@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 use crate::common::{self, TestNamespace};
 
+/// The runner image on the real nodes, by the name the chart and the examples use.
+pub const RUNNER_IMAGE: &str = concat!("roiergasias:", env!("CARGO_PKG_VERSION"));
+
 /// The operator, run from this build's binary against the test cluster, watching one namespace.
 pub struct Operator {
     child: Child,
@@ -30,6 +33,35 @@ impl Operator {
 
     /// `env` adds variables, e.g. the test-only crash point `ROIERGASIAS_TEST_CRASH_AFTER`.
     pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(namespace, &[], env)
+    }
+
+    /// `args` adds flags, e.g. a policy such as `--job-templates=refuse`.
+    pub fn start_with_args(namespace: &str, args: &[&str]) -> Self {
+        Self::spawn(namespace, args, &[])
+    }
+
+    /// For real pods: the runner image `cargo xtask cluster up` imports into the real nodes, as the
+    /// chart names it (`roiergasias:0.2.0`, which containerd reads as docker.io/library/…).
+    pub fn start_real(namespace: &str, args: &[&str]) -> Self {
+        Self::spawn_with_runner(namespace, RUNNER_IMAGE, args, &[])
+    }
+
+    fn spawn(namespace: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_with_runner(
+            namespace,
+            "registry.invalid/roiergasias/runner:test",
+            args,
+            env,
+        )
+    }
+
+    fn spawn_with_runner(
+        namespace: &str,
+        runner: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(env!("CARGO_BIN_EXE_roiergasias-operator"))
             .args([
@@ -39,10 +71,11 @@ impl Operator {
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--runner-image",
-                "registry.invalid/roiergasias/runner:test",
+                runner,
                 "--log-level",
                 "info,roiergasias_controller=debug",
             ])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(log.reopen().expect("log file"))
             .stderr(log.reopen().expect("log file"))

@@ -84,7 +84,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(path) => (PathBuf::from(path), None),
         None => {
             let cluster = Cluster::from_env()?;
-            let up = cluster.up()?;
+            let up = cluster.up(crate::cluster::real::wanted_by_env())?;
             (up.kubeconfig, (!up.reused).then_some(cluster))
         }
     };
@@ -292,7 +292,15 @@ async fn create_namespace(client: &Client) -> anyhow::Result<String> {
         .duration_since(std::time::UNIX_EPOCH)?
         .subsec_nanos();
     let name = format!("roiergasias-bench-{:08x}", nanos ^ std::process::id());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    // On kwok's fake nodes, whether real nodes run or not (see controller/tests/common's ON_FAKE_NODES).
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
+        "name": name,
+        "annotations": {
+            "scheduler.alpha.kubernetes.io/node-selector": "type=kwok",
+            "scheduler.alpha.kubernetes.io/defaultTolerations":
+                r#"[{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]"#,
+        },
+    }}))?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await

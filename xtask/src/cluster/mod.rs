@@ -3,6 +3,7 @@
 mod config;
 mod nodes;
 mod procs;
+pub mod real;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,11 @@ const CREATE_TIMEOUT: &str = "120s";
 #[derive(Subcommand)]
 pub enum ClusterCommand {
     /// Start (or reuse) the test cluster; prints the kubeconfig path last.
-    Up,
+    Up {
+        /// Only kwok's fake nodes: no kubelets, containerd or bridges (also ROIERGASIAS_REAL_NODES=0).
+        #[arg(long)]
+        no_real_nodes: bool,
+    },
     /// Delete the cluster and every process it started.
     Down,
     /// Say what is running.
@@ -35,8 +40,10 @@ pub enum ClusterCommand {
 pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let cluster = Cluster::from_env()?;
     match command {
-        ClusterCommand::Up => {
-            let kubeconfig = cluster.up()?.kubeconfig;
+        ClusterCommand::Up { no_real_nodes } => {
+            let kubeconfig = cluster
+                .up(!no_real_nodes && real::wanted_by_env())?
+                .kubeconfig;
             println!("{}", kubeconfig.display());
         }
         ClusterCommand::Down => cluster.down()?,
@@ -49,6 +56,8 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 pub struct Up {
     pub kubeconfig: PathBuf,
     pub reused: bool,
+    /// Why there are no real nodes, when there are none.
+    pub no_real_nodes: Option<String>,
 }
 
 pub struct Cluster {
@@ -134,8 +143,9 @@ impl Cluster {
         }
     }
 
-    /// Starts the cluster, or reuses a healthy one; always ends with every fake node Ready.
-    pub fn up(&self) -> anyhow::Result<Up> {
+    /// Starts the cluster, or reuses a healthy one; always ends with every fake node Ready, and
+    /// with both real nodes Ready when `real_nodes` and the host allows them.
+    pub fn up(&self, real_nodes: bool) -> anyhow::Result<Up> {
         let started = Instant::now();
         let bin_guess = tools::bin_dir()?;
         let found = self.inspect(&bin_guess);
@@ -163,7 +173,13 @@ impl Cluster {
             self.create(&bin, port)?;
         }
         let bin = tools::bin_dir()?;
-        self.ensure_nodes(&bin)?;
+        let no_real_nodes = if real_nodes {
+            self.ensure_real_nodes(&bin)?
+        } else {
+            self.stop_own_real_nodes()?;
+            Some("not asked for (--no-real-nodes or ROIERGASIAS_REAL_NODES=0)".to_string())
+        };
+        self.ensure_nodes(&bin, no_real_nodes.is_none())?;
         eprintln!(
             "cluster `{}` is up ({}, {} MiB resident); kubeconfig:",
             self.name,
@@ -173,14 +189,75 @@ impl Cluster {
         Ok(Up {
             kubeconfig: self.kubeconfig(),
             reused,
+            no_real_nodes,
         })
+    }
+
+    fn real_nodes(&self) -> anyhow::Result<real::RealNodes> {
+        Ok(real::RealNodes::new(&tools::cache_root()?))
+    }
+
+    /// Starts (or reuses) the real nodes; `Some(reason)` when they cannot run here.
+    fn ensure_real_nodes(&self, bin: &Path) -> anyhow::Result<Option<String>> {
+        let missing = real::missing();
+        if !missing.is_empty() {
+            let why = format!("this host lacks {}", missing.join("; "));
+            eprintln!("real nodes cannot run: {why}. Starting the kwok-only cluster.");
+            return Ok(Some(why));
+        }
+        let nodes = self.real_nodes()?;
+        if let Some(owner) = nodes.owner().filter(|o| o != &self.name)
+            && Cluster::new(&owner)?.inspect(bin) == Found::Healthy
+        {
+            let why = format!("cluster `{owner}` runs this host's real nodes");
+            eprintln!("{why}: starting `{}` without real nodes", self.name);
+            return Ok(Some(why));
+        }
+        if nodes.owner().as_deref() == Some(&self.name) && nodes.running() {
+            eprintln!("real nodes are running: reusing them");
+        } else {
+            if nodes.owner().is_some() || !nodes.footprint().left().is_empty() {
+                eprintln!("clearing real nodes left by an earlier run, and restoring the host");
+            }
+            nodes.stop()?;
+            let images = node_images()?;
+            let join = real::Join {
+                cluster: &self.name,
+                pki: self.dir().join("pki"),
+                server: self.server()?,
+                kubectl: Box::new(|| self.kubectl(bin)),
+            };
+            nodes.start(&join, bin, &images.0, &images.1)?;
+        }
+        Ok(None)
+    }
+
+    /// Stops the real nodes if this cluster owns them.
+    fn stop_own_real_nodes(&self) -> anyhow::Result<()> {
+        let nodes = self.real_nodes()?;
+        if nodes.owner().as_deref() == Some(&self.name) {
+            nodes.stop()?;
+        }
+        Ok(())
+    }
+
+    /// The API server's URL, from the kubeconfig kwokctl wrote.
+    fn server(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(self.kubeconfig())?;
+        let cfg: serde_json::Value = serde_saphyr::from_str(&text)
+            .with_context(|| format!("reading {}", self.kubeconfig().display()))?;
+        cfg["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .map(str::to_string)
+            .context("the kubeconfig names no server")
     }
 
     fn create(&self, bin: &Path, port: Option<u16>) -> anyhow::Result<()> {
         let stages = tools::default_stages()?;
         std::fs::create_dir_all(&self.workdir)?;
         let config_path = self.workdir.join(format!("{}.kwokctl.yaml", self.name));
-        std::fs::write(&config_path, config::render(bin, port, &stages))
+        let pki = self.dir().join("pki");
+        std::fs::write(&config_path, config::render(bin, &pki, port, &stages))
             .with_context(|| format!("writing {}", config_path.display()))?;
         eprintln!(
             "creating cluster `{}` with kwokctl (binary runtime, loopback only)",
@@ -248,7 +325,7 @@ impl Cluster {
         None
     }
 
-    fn ensure_nodes(&self, bin: &Path) -> anyhow::Result<()> {
+    fn ensure_nodes(&self, bin: &Path, tainted: bool) -> anyhow::Result<()> {
         let mut apply = self.kubectl(bin);
         apply
             .args(["apply", "-f", "-"])
@@ -258,7 +335,7 @@ impl Cluster {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("piped");
-            stdin.write_all(nodes::all().as_bytes())?;
+            stdin.write_all(nodes::all(tainted).as_bytes())?;
         }
         if !child.wait()?.success() {
             bail!("kubectl apply of the fake nodes failed (output above)");
@@ -303,6 +380,8 @@ impl Cluster {
 
     /// kwokctl's delete, then a sweep for anything it missed.
     fn delete(&self, bin: &Path) -> anyhow::Result<()> {
+        // The kubelets first: they would otherwise keep trying an API server that is going away.
+        self.stop_own_real_nodes()?;
         let dir = self.dir();
         // Taken before kwokctl stops them: it does not wait for its processes to exit.
         let mut strays = procs::sweep(&dir);
@@ -336,7 +415,8 @@ impl Cluster {
 
     pub fn down(&self) -> anyhow::Result<()> {
         let dir = self.dir();
-        if !dir.exists() && procs::sweep(&dir).is_empty() {
+        let real_owned = self.real_nodes()?.owner().as_deref() == Some(&self.name);
+        if !dir.exists() && procs::sweep(&dir).is_empty() && !real_owned {
             eprintln!("cluster `{}` is not running; nothing to do", self.name);
             return Ok(());
         }
@@ -377,6 +457,13 @@ impl Cluster {
                 .unwrap_or_default();
             println!("  {:<24} pid {pid:<8} {state}{rss}", c.name);
         }
+        let nodes = self.real_nodes()?;
+        if nodes.owner().as_deref() == Some(&self.name) {
+            for (what, pid, rss) in nodes.processes() {
+                total_kib += rss;
+                println!("  {what:<24} pid {pid:<8} running, {} MiB", rss / 1024);
+            }
+        }
         println!("memory:     {} MiB resident in total", total_kib / 1024);
         if let Ok(o) = output(self.kubectl(&bin).args([
             "get",
@@ -399,6 +486,18 @@ impl Cluster {
             .filter_map(|c| c.pid.and_then(rss_kib))
             .sum()
     }
+}
+
+/// The image archives every real node imports, and the pause image's name among them.
+fn node_images() -> anyhow::Result<(Vec<PathBuf>, String)> {
+    let dir = tools::cache_root()?.join("images-manual");
+    let archives = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    Ok((archives, "localhost/roiergasias/pause:3.10".to_string()))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

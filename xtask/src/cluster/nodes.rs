@@ -10,8 +10,12 @@ pub const NODES: &[(&str, Option<&str>)] = &[
 /// Marks our fake nodes so `kubectl wait` can select them all.
 pub const FAKE_NODE_LABEL: &str = "type=kwok";
 
-/// A Node manifest kwok adopts (annotation `kwok.x-k8s.io/node: fake`), untainted so ordinary pods schedule.
-pub fn manifest(name: &str, label: Option<&str>) -> String {
+/// Taints the fake nodes while real nodes run, so a pod lands on a fake node only on purpose: in a
+/// namespace that tolerates it (see the README's testing section).
+pub const FAKE_NODE_TAINT: &str = "kwok.x-k8s.io/node";
+
+/// A Node manifest kwok adopts (annotation `kwok.x-k8s.io/node: fake`); tainted when `tainted`.
+pub fn manifest(name: &str, label: Option<&str>, tainted: bool) -> String {
     let extra_label = label
         .map(|l| format!("    node.roiergasias: {l}\n"))
         .unwrap_or_default();
@@ -28,7 +32,7 @@ metadata:
     kubernetes.io/hostname: {name}
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
-{extra_label}status:
+{extra_label}{taints}status:
   allocatable:
     cpu: \"16\"
     memory: 64Gi
@@ -42,15 +46,22 @@ metadata:
     operatingSystem: linux
     kubeletVersion: fake
     kubeProxyVersion: fake
-"
+",
+        taints = if tainted {
+            format!(
+                "spec:\n  taints:\n  - {{key: {FAKE_NODE_TAINT}, value: fake, effect: NoSchedule}}\n"
+            )
+        } else {
+            "spec:\n  taints: []\n".to_string()
+        },
     )
 }
 
 /// Every node, as one multi-document manifest for `kubectl apply`.
-pub fn all() -> String {
+pub fn all(tainted: bool) -> String {
     NODES
         .iter()
-        .map(|(name, label)| manifest(name, *label))
+        .map(|(name, label)| manifest(name, *label, tainted))
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -61,15 +72,17 @@ mod tests {
 
     #[test]
     fn two_labelled_nodes_and_one_plain() {
-        let text = all();
+        let text = all(false);
         assert_eq!(text.matches("kind: Node\n").count(), 3);
         assert!(text.contains("node.roiergasias: node1\n"));
         assert!(text.contains("node.roiergasias: node2\n"));
         assert_eq!(text.matches("node.roiergasias:").count(), 2);
         assert_eq!(text.matches("kwok.x-k8s.io/node: fake").count(), 3);
         assert!(
-            !text.contains("taints"),
-            "pods must schedule without tolerations"
+            !text.contains("NoSchedule"),
+            "without real nodes, pods must schedule without tolerations"
         );
+        let tainted = all(true);
+        assert_eq!(tainted.matches("effect: NoSchedule").count(), 3);
     }
 }

@@ -1,0 +1,233 @@
+//! Workflows whose pods really run: on the test cluster's two real kubelet nodes (containerd, runc),
+//! with the runner image built from docker/runner.Dockerfile. What kwok can only pretend is proven
+//! here: the image, the mounted workflow, the runner's output and termination message, signals.
+
+mod common;
+mod operator_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::{Client, ResourceExt};
+use roiergasias_crd::{Phase, Workflow};
+use serde_json::json;
+
+use common::TestNamespace;
+use operator_support::{Operator, RUNNER_IMAGE, wait_phase, workflow};
+
+/// Real pods start in seconds, not at once as on kwok.
+const REAL: Duration = Duration::from_secs(180);
+
+async fn real_setup(prefix: &str) -> (Client, TestNamespace) {
+    let client = common::client().await;
+    common::ensure_crds(&client).await;
+    let ns = TestNamespace::on_real_nodes(&client, prefix).await;
+    (client, ns)
+}
+
+fn example(file: &str) -> Workflow {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/hello-world")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The pods of Job `job`, with their node and logs.
+async fn pods_of(client: &Client, ns: &str, job: &str) -> Vec<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for pod in list.items {
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let logs = pods
+            .logs(&pod.name_any(), &LogParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("logs of {}: {e}", pod.name_any()));
+        out.push((node, logs));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_original_operators_hello_world_manifest_runs_unchanged_on_a_real_node() {
+    let (client, ns) = real_setup("real-hello").await;
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let api: Api<Workflow> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &example("hello-world-kubernetes.yaml"),
+    )
+    .await
+    .unwrap();
+    wait_phase(&api, "roiergasias-demo", Phase::Succeeded, REAL).await;
+    let pods = pods_of(&client, &ns.name, "roiergasias-demo").await;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let (node, logs) = &pods[0];
+    assert!(node.starts_with("real-node"), "ran on {node}");
+    for line in [
+        "Welcome to roiergasias! Hello, world.",
+        "world is cheerful",
+        "Task 2 still knows the mood (cheerful) and the lucky number (42).",
+        "THE MOOD IS CHEERFUL",
+    ] {
+        assert!(logs.contains(line), "the pod's log lacks {line:?}:\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn each_split_runs_on_the_real_node_of_its_label_and_outputs_travel_between_nodes() {
+    let (client, ns) = real_setup("real-multi").await;
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let api: Api<Workflow> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &example("hello-world-multi-node-kubernetes.yaml"),
+    )
+    .await
+    .unwrap();
+    wait_phase(&api, "roiergasias-demo", Phase::Succeeded, REAL).await;
+    let mut logs = Vec::new();
+    for (job, node) in [
+        ("roiergasias-demo-1-node1", "real-node1"),
+        ("roiergasias-demo-2-node2", "real-node2"),
+        ("roiergasias-demo-3-node2", "real-node2"),
+    ] {
+        let pods = pods_of(&client, &ns.name, job).await;
+        assert_eq!(pods.len(), 1, "{job}: {pods:?}");
+        assert_eq!(pods[0].0, node, "{job} ran on the node its label names");
+        logs.push(pods[0].1.clone());
+    }
+    assert!(
+        logs[1].contains("received: Warm greetings from node1"),
+        "{}",
+        logs[1]
+    );
+    // Split 1's command wrote its pod's host name to ROIERGASIAS_ENV on node1.
+    assert!(
+        logs[2].contains("(data prepared by roiergasias-demo-1-n)"),
+        "{}",
+        logs[2]
+    );
+}
+
+#[tokio::test]
+async fn a_command_failing_on_a_real_node_fails_the_workflow_with_the_runners_message() {
+    let (_client, ns) = real_setup("real-fail").await;
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let api: Api<Workflow> = ns.api();
+    let yaml = "version: 0.1\ntask:\n  - node: node1\n    sequential:\n      - print: [starting]\n      - execute:\n          - \"sh -c 'exit 3'\"\n";
+    api.create(&PostParams::default(), &workflow("doomed", yaml, None))
+        .await
+        .unwrap();
+    let done = wait_phase(&api, "doomed", Phase::Failed, REAL).await;
+    let message = done.status.and_then(|s| s.message).unwrap_or_default();
+    for part in [
+        "task 1, step 2 (execute)",
+        "sh -c 'exit 3'",
+        "exited with status 3",
+    ] {
+        assert!(
+            message.contains(part),
+            "status message lacks {part:?}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothing_running() {
+    let (client, ns) = real_setup("real-term").await;
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let witness = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(
+        witness.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // A sleep whose length marks it, so the test can look for it among the host's processes.
+    let marker = format!("{}", 7000 + std::process::id() % 1000);
+    let script = format!(
+        "trap 'echo got-TERM > /witness/term; exit 143' TERM; sleep {marker} & echo started > /witness/started; wait"
+    );
+    let yaml = format!(
+        "version: 0.1\ntask:\n  - sequential:\n      - shell:\n          - {}\n",
+        json!(script)
+    );
+    let template = json!({"spec": {"backoffLimit": 0, "template": {"spec": {
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "roiergasias",
+            "image": RUNNER_IMAGE,
+            "command": ["/root/roiergasias", "run", "--file=/root/hello-world/hello-world.yaml"],
+            "volumeMounts": [
+                {"name": "yaml", "mountPath": "/root/hello-world"},
+                {"name": "witness", "mountPath": "/witness"},
+            ],
+        }],
+        "volumes": [{"name": "witness", "hostPath": {"path": witness.path(), "type": "Directory"}}],
+    }}}});
+    let api: Api<Workflow> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &workflow("sleeper", &yaml, Some(template)),
+    )
+    .await
+    .unwrap();
+    wait_file(&witness.path().join("started"), REAL).await;
+    assert!(
+        sleeping(&marker),
+        "the command's sleep {marker} runs on the host"
+    );
+    api.delete("sleeper", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_file(&witness.path().join("term"), REAL).await;
+    let pods: Api<Pod> = ns.api();
+    let gone = tokio::time::timeout(REAL, async {
+        while !pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            || sleeping(&marker)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the pod, or its sleep {marker}, outlived the deleted Workflow"
+    );
+    let _ = client;
+}
+
+async fn wait_file(path: &Path, within: Duration) {
+    tokio::time::timeout(within, async {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} did not appear within {within:?}", path.display()));
+}
+
+/// Whether a `sleep <marker>` runs anywhere on this host (the real nodes' containers are its processes).
+fn sleeping(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0).collect::<Vec<_>>()
+                == [b"sleep".as_slice(), marker.as_bytes(), b""]
+        })
+    })
+}

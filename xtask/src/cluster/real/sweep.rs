@@ -1,0 +1,276 @@
+//! Finding and removing everything of the real nodes on the host: processes (kubelets, containerd,
+//! shims, containers), mounts, cgroups and bridges. Works from names and paths alone, so it clears
+//! the leftovers of a run that was killed as well as a healthy set of nodes.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use procfs::process::Process;
+
+/// What belongs to the real nodes.
+pub struct Footprint {
+    /// Directories whose paths appear in our processes' command lines and under which our mounts are.
+    pub roots: Vec<PathBuf>,
+    /// Cgroup names (the same in every hierarchy) holding the pods.
+    pub cgroups: Vec<String>,
+    pub bridges: Vec<String>,
+}
+
+/// A process told apart from a later one that reuses its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Proc {
+    pub pid: i32,
+    start: u64,
+}
+
+impl Proc {
+    pub fn of(pid: i32) -> Option<Proc> {
+        let stat = Process::new(pid).ok()?.stat().ok()?;
+        (stat.state != 'Z').then_some(Proc {
+            pid,
+            start: stat.starttime,
+        })
+    }
+
+    pub fn alive(&self) -> bool {
+        Proc::of(self.pid).is_some_and(|p| p == *self)
+    }
+}
+
+impl Footprint {
+    /// Processes whose command line names one of our roots (kubelets, containerd, shims).
+    pub fn daemons(&self) -> Vec<Proc> {
+        let me = std::process::id() as i32;
+        let Ok(all) = procfs::process::all_processes() else {
+            return Vec::new();
+        };
+        all.flatten()
+            .filter(|p| p.pid != me)
+            .filter(|p| {
+                p.cmdline().is_ok_and(|args| {
+                    args.iter()
+                        .any(|a| self.roots.iter().any(|r| a.contains(&*r.to_string_lossy())))
+                })
+            })
+            .filter_map(|p| Proc::of(p.pid))
+            .collect()
+    }
+
+    /// Every process in our cgroups: the containers and their children.
+    pub fn contained(&self) -> Vec<Proc> {
+        let mut found = HashSet::new();
+        for dir in self.cgroup_dirs() {
+            for entry in walkdir(&dir) {
+                let Ok(text) = std::fs::read_to_string(entry.join("cgroup.procs")) else {
+                    continue;
+                };
+                found.extend(
+                    text.lines()
+                        .filter_map(|l| l.trim().parse().ok())
+                        .filter_map(Proc::of),
+                );
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// `<hierarchy>/<name>` for each cgroup hierarchy mounted and each of our names that exists there.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        hierarchies()
+            .iter()
+            .flat_map(|h| self.cgroups.iter().map(move |c| h.join(c)))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Mount points under our roots, deepest first.
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = mount_points()
+            .into_iter()
+            .filter(|m| self.roots.iter().any(|r| m.starts_with(r)))
+            .collect();
+        found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        found.dedup();
+        found
+    }
+
+    pub fn live_bridges(&self) -> Vec<String> {
+        self.bridges
+            .iter()
+            .filter(|b| Path::new("/sys/class/net").join(b).exists())
+            .cloned()
+            .collect()
+    }
+
+    /// Stops and removes everything; returns what is left (empty when the host is clean).
+    pub fn clear(&self, grace: Duration) -> Vec<String> {
+        let mut daemons = self.daemons();
+        // Kubelets first, so nothing restarts the containers we kill.
+        daemons.sort_by_key(|p| !is_kubelet(p.pid));
+        terminate(&daemons, grace);
+        terminate(&self.contained(), Duration::ZERO);
+        for m in self.mounts() {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        self.remove_cgroups();
+        for b in self.live_bridges() {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &b])
+                .status();
+        }
+        self.left()
+    }
+
+    fn remove_cgroups(&self) {
+        // A cgroup is busy until its last process has exited: try for a while.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut busy = false;
+            for dir in self.cgroup_dirs() {
+                for d in walkdir(&dir).into_iter().rev() {
+                    busy |= std::fs::remove_dir(&d).is_err();
+                }
+            }
+            if !busy || Instant::now() > deadline {
+                return;
+            }
+            terminate(&self.contained(), Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What is still there, one line each.
+    pub fn left(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .daemons()
+            .iter()
+            .chain(self.contained().iter())
+            .map(|p| format!("process {}", p.pid))
+            .collect();
+        left.extend(
+            self.mounts()
+                .iter()
+                .map(|m| format!("mount {}", m.display())),
+        );
+        left.extend(
+            self.cgroup_dirs()
+                .iter()
+                .map(|c| format!("cgroup {}", c.display())),
+        );
+        left.extend(self.live_bridges().iter().map(|b| format!("bridge {b}")));
+        left
+    }
+}
+
+fn is_kubelet(pid: i32) -> bool {
+    Process::new(pid)
+        .and_then(|p| p.exe())
+        .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "kubelet"))
+}
+
+/// SIGTERM (unless `grace` is zero), then SIGKILL; waits until each has really exited.
+pub fn terminate(procs: &[Proc], grace: Duration) {
+    let alive = || {
+        procs
+            .iter()
+            .filter(|p| p.alive())
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let send = |sig, ps: &[Proc]| {
+        for p in ps {
+            let _ = kill(Pid::from_raw(p.pid), sig);
+        }
+    };
+    if !grace.is_zero() {
+        send(Signal::SIGTERM, &alive());
+        wait_gone(&alive, grace);
+    }
+    send(Signal::SIGKILL, &alive());
+    wait_gone(&alive, Duration::from_secs(5));
+}
+
+fn wait_gone(alive: &dyn Fn() -> Vec<Proc>, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !alive().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The mount points of every cgroup hierarchy (v1 controllers, and the unified one if mounted).
+pub fn hierarchies() -> Vec<PathBuf> {
+    let Ok(mounts) = Process::myself().and_then(|p| p.mountinfo()) else {
+        return Vec::new();
+    };
+    mounts
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+fn mount_points() -> Vec<PathBuf> {
+    Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| m.into_iter().map(|m| m.mount_point).collect())
+        .unwrap_or_default()
+}
+
+/// `dir` and every directory below it, parents before children.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = std::fs::read_dir(&out[i]) {
+            out.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_naming_a_root_is_found_and_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; true", &marker.display().to_string()])
+            .spawn()
+            .unwrap();
+        let footprint = Footprint {
+            roots: vec![dir.path().to_path_buf()],
+            cgroups: vec![],
+            bridges: vec![],
+        };
+        let found = footprint.daemons();
+        assert_eq!(
+            found.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            [child.id() as i32]
+        );
+        terminate(&found, Duration::from_secs(5));
+        let _ = child.wait();
+        assert!(footprint.daemons().is_empty());
+        assert!(footprint.left().is_empty());
+    }
+
+    #[test]
+    fn walkdir_lists_parents_before_children() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let all = walkdir(dir.path());
+        let pos = |p: &str| all.iter().position(|d| d.ends_with(p)).unwrap();
+        assert!(pos("a") < pos("a/b"));
+    }
+}
