@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use roiergasias_engine::run::{Observer, StepAt};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber, debug, info};
+use tracing::{Event, Level, Subscriber, debug, info, warn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -132,6 +132,10 @@ impl Observer for Progress {
 
     fn detail(&mut self, message: &str) {
         debug!("{message}");
+    }
+
+    fn warning(&mut self, message: &str) {
+        warn!("{message}");
     }
 }
 

@@ -4,9 +4,17 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use super::reap::{self, Leftovers};
+use super::signals::{self, signal_name};
+use super::terminal;
 
 /// A command for `program`, found on `path` (the PATH the child will get) when the name
 /// has no `/`. Looking it up with `stat` is much cheaper than letting `execvp` try and
@@ -57,46 +65,46 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Runs `command` to completion. Its stdout and stderr both go to our stdout, so a
-/// workflow's output is one ordered stream and our stderr holds only our own logs.
-pub fn run(command: &mut Command) -> std::io::Result<Result<(), Outcome>> {
+/// Runs `command` to completion in a process group of its own, which is noted in
+/// `leftovers` if something it started is still running. Its stdout and stderr both go
+/// to our stdout, so a workflow's output is one ordered stream and our stderr holds only
+/// our own logs.
+pub fn run(
+    command: &mut Command,
+    leftovers: &mut Leftovers,
+) -> std::io::Result<Result<(), Outcome>> {
     // Anything we printed must come out before the child's output.
     std::io::stdout().flush()?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = stdout.try_clone()?;
     command
         .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
-    let mut child = command.spawn()?;
-    super::signals::set_child(child.id());
-    let status = child.wait();
-    super::signals::clear_child();
-    Ok(outcome(status?))
-}
-
-fn outcome(status: ExitStatus) -> Result<(), Outcome> {
-    if status.success() {
-        Ok(())
-    } else if let Some(code) = status.code() {
-        Err(Outcome::Exited(code))
-    } else {
-        Err(Outcome::Signalled(status.signal().unwrap_or(0)))
+        .stderr(Stdio::from(stderr))
+        // Still posix_spawn (POSIX_SPAWN_SETPGROUP): no fork, no pre_exec.
+        .process_group(0);
+    let child = command.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let terminal = terminal::hand_over(pid);
+    signals::set_group(pid);
+    let status = reap::wait_for(pid);
+    signals::clear_group();
+    let had_terminal = terminal.is_some();
+    drop(terminal);
+    leftovers.note(pid);
+    let outcome = outcome(status?);
+    if had_terminal && outcome == Err(Outcome::Signalled(Signal::SIGINT as i32)) {
+        // Ctrl-C went to the command alone, as it had the terminal.
+        signals::note(Signal::SIGINT);
     }
+    Ok(outcome)
 }
 
-pub fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
-    })
+fn outcome(status: WaitStatus) -> Result<(), Outcome> {
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        WaitStatus::Exited(_, code) => Err(Outcome::Exited(code)),
+        WaitStatus::Signaled(_, sig, _) => Err(Outcome::Signalled(sig as i32)),
+        // wait_for returns only the two above.
+        _ => Err(Outcome::Exited(-1)),
+    }
 }

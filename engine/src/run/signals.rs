@@ -1,62 +1,94 @@
-//! Passing SIGTERM on to the running command.
+//! SIGTERM and SIGINT: passed on to the running command's process group; the workflow stops.
 //!
 //! In a pod, `roiergasias` is PID 1: when the Job is deleted, Kubernetes sends SIGTERM to
-//! it alone, and PID 1 ignores signals it has no handler for. Without forwarding, the
-//! command would run on until SIGKILL at the end of the grace period, with no chance to
-//! clean up. With it, the command gets SIGTERM, and the workflow stops after it.
+//! it alone, and PID 1 ignores signals it has no handler for. Each command runs in a
+//! process group of its own (so that what it starts in the background can be found and
+//! ended), which also means a terminal's Ctrl-C reaches only us: both signals are passed on
+//! to the whole group of the running command, and the workflow stops after it.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
-/// The running command's pid, 0 when none.
-static CHILD: AtomicI32 = AtomicI32::new(0);
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction};
+use nix::unistd::Pid;
+
+/// The running command's process group, 0 when none.
+static GROUP: AtomicI32 = AtomicI32::new(0);
 /// The last signal received, 0 when none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
-/// Whether SIGTERM was already sent to the running command: the handler and `set_child`
-/// race, and the command should get it once.
-static FORWARDED: AtomicBool = AtomicBool::new(false);
+/// How many signals were received, and how many of them were passed on: the handler and
+/// [`set_group`] race, and each signal should reach a command once.
+static COUNT: AtomicU32 = AtomicU32::new(0);
+static FORWARDED: AtomicU32 = AtomicU32::new(0);
+/// Whether [`supervise`] ran: we then reap every child, orphans included.
+static SUPERVISING: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    // The interrupted code may be about to read errno.
+    let errno = Errno::last_raw();
     RECEIVED.store(sig, Ordering::SeqCst);
-    // SIGINT from a terminal already reaches the whole process group; send only SIGTERM on.
-    if sig == libc::SIGTERM {
-        forward_term(CHILD.load(Ordering::SeqCst));
+    let count = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    forward(GROUP.load(Ordering::SeqCst), count);
+    Errno::set_raw(errno);
+}
+
+/// Sends the last signal to `group` unless signal number `count` was passed on already.
+fn forward(group: i32, count: u32) {
+    if group <= 0 {
+        return;
+    }
+    let done = FORWARDED.load(Ordering::SeqCst);
+    if done >= count
+        || FORWARDED
+            .compare_exchange(done, count, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+    {
+        return;
+    }
+    if let Ok(sig) = Signal::try_from(RECEIVED.load(Ordering::SeqCst)) {
+        // kill(2) is async-signal-safe; the group is our running command's.
+        let _ = killpg(Pid::from_raw(group), sig);
     }
 }
 
-fn forward_term(pid: i32) {
-    if pid > 0 && !FORWARDED.swap(true, Ordering::SeqCst) {
-        // SAFETY: kill is async-signal-safe; pid is our own child's.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-}
-
-/// Installs the handlers for SIGTERM and SIGINT. For the CLI: a library user keeps its own.
+/// For the `roiergasias` binary (a library user keeps its own handlers and children):
+/// installs the handlers for SIGTERM and SIGINT, and makes this process the reaper of
+/// orphaned descendants (as PID 1 it is already), so that what commands leave running
+/// can be found, ended and reaped.
 pub fn forward_signals() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only touches atomics and calls kill, both async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only touches atomics, errno and kill(2), all async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
     }
+    // Fails only on kernels older than 3.4; orphans then go to init, as before.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    SUPERVISING.store(true, Ordering::SeqCst);
 }
 
-pub(crate) fn set_child(pid: u32) {
-    FORWARDED.store(false, Ordering::SeqCst);
-    CHILD.store(pid as i32, Ordering::SeqCst);
-    // SIGTERM that arrived while the command was starting found no pid to send to.
-    if RECEIVED.load(Ordering::SeqCst) == libc::SIGTERM {
-        forward_term(pid as i32);
-    }
+pub(crate) fn supervising() -> bool {
+    SUPERVISING.load(Ordering::SeqCst)
 }
 
-pub(crate) fn clear_child() {
-    CHILD.store(0, Ordering::SeqCst);
+/// The running command's process group (its leader's pid).
+pub(crate) fn set_group(group: Pid) {
+    GROUP.store(group.as_raw(), Ordering::SeqCst);
+    // A signal that arrived while the command was starting found no group to send to.
+    forward(group.as_raw(), COUNT.load(Ordering::SeqCst));
+}
+
+pub(crate) fn clear_group() {
+    GROUP.store(0, Ordering::SeqCst);
+}
+
+/// Records `sig` as if received: a terminal's Ctrl-C that went to the command alone.
+pub(crate) fn note(sig: Signal) {
+    RECEIVED.store(sig as i32, Ordering::SeqCst);
+    COUNT.fetch_add(1, Ordering::SeqCst);
 }
 
 /// The signal that asked us to stop, if any.
@@ -65,4 +97,14 @@ pub(crate) fn received() -> Option<i32> {
         0 => None,
         sig => Some(sig),
     }
+}
+
+/// Whether a signal was passed on to a running command.
+pub(crate) fn passed_on() -> bool {
+    FORWARDED.load(Ordering::SeqCst) > 0
+}
+
+/// `SIGTERM` for 15, and so on.
+pub fn signal_name(sig: i32) -> Option<&'static str> {
+    Signal::try_from(sig).ok().map(Signal::as_str)
 }
