@@ -320,8 +320,18 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
     if missing.is_empty() && stages.is_file() {
         return Ok(dir);
     }
-    let go = check_go()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Two runs building at once would write the same scratch directories: one waits for the other.
+    let lock = std::fs::File::create(dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        eprintln!("another run is building the tools: waiting for it");
+        lock.lock()?;
+    }
+    let missing = self::missing(&dir);
+    if missing.is_empty() && stages.is_file() {
+        return Ok(dir);
+    }
+    let go = check_go()?;
     if !missing.is_empty() {
         eprintln!(
             "building {} tool(s) with {go} into {} (first time only; a cold build takes a while on 2 cores)",
