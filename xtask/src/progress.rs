@@ -31,6 +31,32 @@ pub fn run_with_ticker(cmd: &mut Command, label: &str) -> anyhow::Result<ExitSta
     status.with_context(|| format!("{label}: waiting for the child process"))
 }
 
+/// Like [`run_with_ticker`], also returning the child's standard output (which still reaches ours).
+pub fn run_teed(cmd: &mut Command, label: &str) -> anyhow::Result<(ExitStatus, String)> {
+    use std::io::{BufRead, Write};
+    let (tx, rx) = mpsc::channel::<String>();
+    let (reader, writer) = std::io::pipe().context("a pipe for the child's output")?;
+    cmd.stdout(writer);
+    let copier = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = writeln!(std::io::stdout(), "{line}");
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = tx.send(all);
+    });
+    let status = run_with_ticker(cmd, label);
+    // Our copy of the write end must go, or the reader never sees the end.
+    cmd.stdout(std::process::Stdio::inherit());
+    let output = rx.recv().unwrap_or_default();
+    let _ = copier.join();
+    Ok((status?, output))
+}
+
 /// `75s` → `1m15s`; short and stable for logs.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();

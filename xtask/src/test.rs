@@ -77,6 +77,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         Outcome::Passed,
         format!("kubeconfig {}", up.kubeconfig.display()),
     );
+    // Real pods are part of the suite: without them the run fails, it does not quietly pass.
+    match &up.no_real_nodes {
+        None => record("real nodes", Outcome::Passed, "(2 Ready)".into()),
+        Some(why) => record("real nodes", Outcome::Failed, format!("none: {why}")),
+    }
 
     // The CRD must match the Rust types; gen-crd needs no cluster.
     if !interrupted.load(Ordering::SeqCst) {
@@ -118,17 +123,26 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         }
         eprintln!("==> {name}");
         let t = Instant::now();
-        match progress::run_with_ticker(&mut cmd, name) {
-            Ok(s) if s.success() => record(
-                name,
-                Outcome::Passed,
-                format!("({})", progress::human(t.elapsed())),
-            ),
-            Ok(s) => record(
-                name,
-                Outcome::Failed,
-                format!("({s}, {})", progress::human(t.elapsed())),
-            ),
+        match progress::run_teed(&mut cmd, name) {
+            Ok((s, output)) => {
+                let elapsed = progress::human(t.elapsed());
+                let outcome = if s.success() {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed
+                };
+                let real = if name == "cargo test" {
+                    real_pod_summary(&output)
+                } else {
+                    String::new()
+                };
+                let status = if s.success() {
+                    String::new()
+                } else {
+                    format!("{s}, ")
+                };
+                record(name, outcome, format!("({status}{elapsed}){real}"));
+            }
             Err(e) => record(name, Outcome::Failed, format!("{e:#}")),
         }
     }
@@ -151,10 +165,63 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             Err(e) => record("cluster down", Outcome::Failed, format!("{e:#}")),
         }
     }
+    if up.no_real_nodes.is_none() && !interrupted.load(Ordering::SeqCst) && !up.reused {
+        // These own the host's real nodes, so they run once the shared cluster is down.
+        let name = "real-node life cycle";
+        eprintln!("==> {name}");
+        let mut cmd = Command::new(&cargo);
+        cmd.args([
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "real_nodes",
+            "--",
+            "--ignored",
+        ]);
+        let t = Instant::now();
+        match progress::run_with_ticker(&mut cmd, name) {
+            Ok(s) if s.success() => record(
+                name,
+                Outcome::Passed,
+                format!("({})", progress::human(t.elapsed())),
+            ),
+            Ok(s) => record(name, Outcome::Failed, format!("({s})")),
+            Err(e) => record(name, Outcome::Failed, format!("{e:#}")),
+        }
+    }
     if interrupted.load(Ordering::SeqCst) {
         record("run", Outcome::Failed, "interrupted by Ctrl-C".into());
     }
     finish(steps, started)
+}
+
+/// `, N real-pod tests ran (P passed, F failed)` from cargo test's output for tests/real_pods.rs.
+fn real_pod_summary(output: &str) -> String {
+    let mut lines = output
+        .lines()
+        .skip_while(|l| !l.contains("tests/real_pods.rs"));
+    let Some(result) = lines.find(|l| l.starts_with("test result:")) else {
+        return ", no real-pod test ran".into();
+    };
+    let count = |word: &str| -> u32 {
+        result
+            .split(';')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches("test result: ok.")
+                    .trim_start_matches("test result: FAILED.")
+                    .trim()
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (passed, failed) = (count("passed"), count("failed"));
+    format!(
+        ", {} real-pod tests ran ({passed} passed, {failed} failed)",
+        passed + failed
+    )
 }
 
 fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {
@@ -178,4 +245,26 @@ fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {
     }
     eprintln!("all passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::real_pod_summary;
+
+    #[test]
+    fn real_pod_tests_are_counted_from_their_binarys_result() {
+        let output = "     Running tests/operator_splits.rs (target/debug/deps/operator_splits-1)\n\
+            test result: ok. 9 passed; 0 failed; 0 ignored\n\
+                 Running tests/real_pods.rs (target/debug/deps/real_pods-2)\n\
+            test a ... ok\n\
+            test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(
+            real_pod_summary(output),
+            ", 4 real-pod tests ran (3 passed, 1 failed)"
+        );
+        assert_eq!(
+            real_pod_summary("test result: ok. 5 passed;"),
+            ", no real-pod test ran"
+        );
+    }
 }
