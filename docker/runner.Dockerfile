@@ -2,6 +2,10 @@
 # The roiergasias runner: the image a Workflow's Jobs run.
 # Build from the repository root:
 #   docker build -f docker/runner.Dockerfile -t roiergasias:0.2.0 .
+# With a binary built beforehand (no Rust stage), put it at DIR/out/roiergasias and name DIR as
+# the `builder` stage; a named build context replaces the stage of the same name (BuildKit, buildah):
+#   docker build --build-context builder=DIR -f docker/runner.Dockerfile -t roiergasias:0.2.0 .
+# `cargo xtask images` builds this very file that way, with buildah, offline.
 
 FROM docker.io/library/rust:1.95-slim-bookworm AS builder
 WORKDIR /src

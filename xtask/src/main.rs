@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask gen-crd | tools | cluster | test | bench`.
+//! Project tasks: `cargo xtask gen-crd | tools | images | cluster | test | bench`.
 
 mod bench;
 mod cluster;
 mod gen_crd;
+mod images;
 mod progress;
 mod test;
 mod tools;
@@ -29,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         command: Option<tools::ToolsCommand>,
     },
+    /// Build (offline, cached) the OCI image archives real pods run: pause, runner, machine-learning.
+    Images(images::ImagesArgs),
     /// Manage the throwaway test cluster.
     Cluster {
         #[command(subcommand)]
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::GenCrd { check } => gen_crd::run(check),
         Command::Tools { command } => tools::run(command),
+        Command::Images(args) => images::run(args),
         Command::Cluster { command } => cluster::run(command),
         Command::Test(args) => test::run(args),
         Command::Bench { command } => bench::run(command),

@@ -25,7 +25,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// Builds `bin` of `package` in release mode and returns its path, as cargo reports it.
-fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args([
