@@ -50,6 +50,8 @@ impl Buildah {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         std::fs::write(&buildah.conf, containers_conf(&dir.join("cni")))?;
+        // Working containers left by a killed build (ours alone: `ensure` holds the cache's lock).
+        buildah.output(&["rm", "--all"])?;
         Ok(buildah)
     }
 

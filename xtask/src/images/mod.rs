@@ -18,7 +18,7 @@ mod scratch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -26,6 +26,10 @@ use crate::{progress, tools};
 
 /// Lines of a failed step's log shown on the terminal.
 const LOG_TAIL: usize = 40;
+/// The longest any one step (debootstrap, a `buildah build`) may take: a generous hang guard.
+const STEP_LIMIT: Duration = Duration::from_secs(30 * 60);
+const TICK: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(100);
 
 /// The workspace version: the tag of the project's images.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -216,16 +220,24 @@ fn remove_stale(cache: &Path, image: Image, keep: &Path) {
 }
 
 /// Runs `cmd` with its output appended to `log`, printing progress; on failure, the log's tail.
+/// A step still running after [`STEP_LIMIT`] (a mirror that stopped answering, say) is killed.
 pub(crate) fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
+    // Its own process group, so a timeout stops the step's children (apt, dpkg, ...) too.
     cmd.stdin(Stdio::null())
         .stdout(file.try_clone()?)
-        .stderr(file);
-    let status = progress::run_with_ticker(cmd, label)?;
+        .stderr(file)
+        .process_group(0);
+    eprintln!("{label}: started (output in {})", log.display());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{label}: starting {:?}", cmd.get_program()))?;
+    let status = wait_bounded(&mut child, label, STEP_LIMIT)?;
     if status.success() {
         return Ok(());
     }
@@ -236,6 +248,38 @@ pub(crate) fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> anyhow::
         "{label} failed ({status}); the last lines of {}:\n{tail}",
         log.display()
     )
+}
+
+/// Waits for `child`, saying every [`TICK`] that it still runs, and kills its process group after
+/// `limit`. Polling with `try_wait` means the group is only signalled while the child is unreaped,
+/// so its id cannot have been reused.
+fn wait_bounded(
+    child: &mut std::process::Child,
+    label: &str,
+    limit: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let started = Instant::now();
+    let mut next_tick = TICK;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= limit {
+            // SAFETY: kill(2) on our own unreaped child's process group.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
+            bail!(
+                "{label}: still running after {}; stopped it",
+                progress::human(limit)
+            );
+        }
+        if elapsed >= next_tick {
+            eprintln!("{label}: still running ({})", progress::human(elapsed));
+            next_tick += TICK;
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// Starts a fresh log for one image's build.
@@ -281,6 +325,7 @@ fn lock(cache: &Path) -> anyhow::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn names_are_local_and_carry_the_workspace_version() {
@@ -297,6 +342,68 @@ mod tests {
                 .name()
                 .starts_with("localhost/roiergasias/pause:3.")
         );
+    }
+
+    #[test]
+    fn a_failed_step_shows_its_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("step.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo first; echo 'the real cause' >&2; exit 3"]);
+        let err = run_logged(&mut cmd, "step", &log).unwrap_err().to_string();
+        assert!(
+            err.contains("step failed") && err.contains("the real cause"),
+            "{err}"
+        );
+        let mut ok = Command::new("true");
+        run_logged(&mut ok, "ok", &log).unwrap();
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .starts_with("first\n")
+        );
+    }
+
+    #[test]
+    fn a_step_past_its_limit_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("sleep 600 & echo $! > {}; wait", pidfile.display()))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // The grandchild's pid is written before the limit is checked.
+        while std::fs::read_to_string(&pidfile).map_or(true, |s| !s.ends_with('\n')) {
+            std::thread::sleep(POLL);
+        }
+        let err = wait_bounded(&mut child, "slow", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slow: still running after"), "{err}");
+        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with the group: soon gone, or a zombie awaiting its (dead) parent's reaper.
+        let gone = || {
+            let state =
+                std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        let gone = gone();
+        assert!(gone, "the step's child still runs: {state}");
     }
 
     #[test]
