@@ -227,7 +227,7 @@ impl Cluster {
                 server: self.server()?,
                 kubectl: Box::new(|| self.kubectl(bin)),
             };
-            nodes.start(&join, bin, &images.0, &images.1)?;
+            nodes.start(&join, bin, &images)?;
         }
         Ok(None)
     }
@@ -488,16 +488,26 @@ impl Cluster {
     }
 }
 
-/// The image archives every real node imports, and the pause image's name among them.
-fn node_images() -> anyhow::Result<(Vec<PathBuf>, String)> {
-    let dir = tools::cache_root()?.join("images-manual");
-    let archives = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
-        .collect();
-    Ok((archives, "localhost/roiergasias/pause:3.10".to_string()))
+/// The image archives every real node imports, the pause image's name, and the other names each
+/// image answers to: the runner and the machine-learning image also by the names `docker build -t`
+/// gives them (`roiergasias:0.2.0` is docker.io/library/roiergasias:0.2.0 to containerd), so the
+/// README's manifests run unchanged.
+fn node_images() -> anyhow::Result<real::NodeImages> {
+    use crate::images::{self, Image};
+    let built = images::ensure(&Image::ALL)?;
+    let docker_name = |name: &str| {
+        let short = name.trim_start_matches("localhost/");
+        format!("docker.io/library/{short}")
+    };
+    Ok(real::NodeImages {
+        archives: built.iter().map(|a| a.path.clone()).collect(),
+        pause: Image::Pause.name(),
+        aliases: built
+            .iter()
+            .filter(|a| a.image != Image::Pause)
+            .map(|a| (a.name.clone(), docker_name(&a.name)))
+            .collect(),
+    })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -10,6 +10,7 @@ mod pki;
 mod render;
 mod sweep;
 
+use std::ffi::OsStr;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,6 +79,15 @@ pub fn missing() -> Vec<String> {
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+}
+
+/// The images every node imports before its kubelet starts.
+pub struct NodeImages {
+    pub archives: Vec<PathBuf>,
+    /// The sandbox image (pinned: never garbage-collected).
+    pub pause: String,
+    /// (name, alias): another name for an imported image.
+    pub aliases: Vec<(String, String)>,
 }
 
 /// What the real nodes need from the cluster they join.
@@ -163,13 +173,7 @@ impl RealNodes {
     }
 
     /// Starts both nodes for `join`, their images imported, and waits until they are Ready.
-    pub fn start(
-        &self,
-        join: &Join,
-        bin: &Path,
-        images: &[PathBuf],
-        pause_image: &str,
-    ) -> anyhow::Result<()> {
+    pub fn start(&self, join: &Join, bin: &Path, images: &NodeImages) -> anyhow::Result<()> {
         let started = Instant::now();
         if HostState::load(&self.state_file())?.is_none() {
             HostState::capture(join.cluster).save(&self.state_file())?;
@@ -178,7 +182,7 @@ impl RealNodes {
         let layouts: Vec<NodeLayout> = NODES
             .iter()
             .enumerate()
-            .map(|(i, (name, label))| self.layout(i, name, label, ip, pause_image))
+            .map(|(i, (name, label))| self.layout(i, name, label, ip, &images.pause))
             .collect::<anyhow::Result<_>>()?;
         std::thread::scope(|s| {
             let handles: Vec<_> = layouts
@@ -259,7 +263,7 @@ fn start_node(
     node: &NodeLayout,
     join: &Join,
     bin: &Path,
-    images: &[PathBuf],
+    images: &NodeImages,
 ) -> anyhow::Result<()> {
     write_configs(node, join)?;
     make_cgroup_root(&node.cgroup_root)?;
@@ -285,8 +289,29 @@ fn start_node(
             logs.display()
         )
     })?;
-    for image in images {
-        import(bin, node, image)?;
+    for image in &images.archives {
+        ctr(
+            bin,
+            node,
+            &[
+                OsStr::new("images"),
+                OsStr::new("import"),
+                image.as_os_str(),
+            ],
+        )?;
+    }
+    for (name, alias) in &images.aliases {
+        ctr(
+            bin,
+            node,
+            &[
+                OsStr::new("images"),
+                OsStr::new("tag"),
+                OsStr::new("--force"),
+                OsStr::new(name),
+                OsStr::new(alias),
+            ],
+        )?;
     }
     let labels = format!("node.roiergasias={},{REAL_NODE_LABEL}", node.label);
     let mut kubelet = Command::new(bin.join("kubelet"));
@@ -354,18 +379,21 @@ fn spawn_daemon(cmd: &mut Command, log: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn import(bin: &Path, node: &NodeLayout, image: &Path) -> anyhow::Result<()> {
+fn ctr(bin: &Path, node: &NodeLayout, args: &[&OsStr]) -> anyhow::Result<()> {
     let out = Command::new(bin.join("ctr"))
         .arg("--address")
         .arg(node.socket())
-        .args(["--namespace", "k8s.io", "images", "import"])
-        .arg(image)
+        .args(["--namespace", "k8s.io"])
+        .args(args)
         .output()
-        .context("running ctr images import")?;
+        .context("running ctr")?;
     if !out.status.success() {
         bail!(
-            "importing {} into {}'s containerd failed: {}",
-            image.display(),
+            "`ctr {}` on {} failed: {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
             node.name,
             String::from_utf8_lossy(&out.stderr).trim()
         );
