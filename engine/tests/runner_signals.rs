@@ -1,0 +1,255 @@
+//! Signals and what commands leave running: SIGTERM and SIGINT reach the command's whole
+//! process group, the rest of the step does not run, and nothing outlives the workflow.
+//! Synchronisation is by lines the workflow prints and pid files it writes; the only time
+//! bound is a hang guard. What is left running writes nowhere, so that a run that leaves
+//! it behind ends (and fails its check) rather than holding the test's pipe open.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{Dir, bin};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// A run of workflow `text` (with `{dir}` replaced by a scratch directory).
+struct Run {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    dir: Dir,
+}
+
+impl Run {
+    fn start(text: &str) -> Run {
+        let dir = Dir::temp();
+        let text = text.replace("{dir}", dir.0.path().to_str().unwrap());
+        let file = dir.file("w.yaml", text);
+        let mut child = bin()
+            .args(["run", "-f", &file])
+            // A group of its own, for the hang guard to end with all it runs.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Run { child, stdout, dir }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    /// A pid the workflow wrote to `{dir}/name`.
+    fn pid_file(&self, name: &str) -> Pid {
+        let text = std::fs::read_to_string(self.dir.path(name)).unwrap();
+        Pid::from_raw(text.trim().parse().unwrap())
+    }
+
+    /// Waits for the run to end (killing its group after a minute: a hang); returns the exit
+    /// code, the rest of stdout, and stderr.
+    fn finish(&mut self) -> (i32, String, String) {
+        let (done, guard) = mpsc::channel::<()>();
+        let pid = self.pid();
+        let watchdog = std::thread::spawn(move || {
+            let hung = guard.recv_timeout(Duration::from_secs(60)).is_err();
+            if hung {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+            hung
+        });
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let _ = done.send(());
+        assert!(!watchdog.join().unwrap(), "hung; stderr:\n{stderr}");
+        (status.code().expect("exited"), rest, stderr)
+    }
+}
+
+/// Whether `pid` is a live (not zombie) `sleep`: a pid reused by anything else is not it.
+fn sleep_alive(pid: Pid) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    stat.contains("(sleep)") && !state.starts_with('Z')
+}
+
+fn assert_gone(pids: &[Pid]) {
+    let alive: Vec<_> = pids.iter().filter(|p| sleep_alive(**p)).collect();
+    for pid in &alive {
+        let _ = kill(**pid, Signal::SIGKILL);
+    }
+    assert!(alive.is_empty(), "still running after the run: {alive:?}");
+}
+
+#[test]
+fn sigterm_reaches_the_command_group_and_the_rest_of_the_step_does_not_run() {
+    // The command survives SIGTERM (exit 0): only the stop check keeps item 2 from running.
+    let mut run = Run::start(
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell:
+          - 'trap "echo got TERM; exit 0" TERM; sleep 300 >/dev/null 2>&1 & echo $! > {dir}/grandchild; echo ready; wait'
+          - echo never-item
+      - print: [never-step]
+"#,
+    );
+    assert_eq!(run.line(), "ready\n");
+    let grandchild = run.pid_file("grandchild");
+    run.signal(Signal::SIGTERM);
+    let (code, rest, stderr) = run.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(rest, "got TERM\n", "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: task 1, step 1 (shell): stopped by SIGTERM (passed on to the running command)"
+        ),
+        "{stderr}"
+    );
+    assert_gone(&[grandchild]);
+}
+
+#[test]
+fn sigint_is_passed_on_and_stops_the_workflow() {
+    // sh starts `&` jobs with SIGINT ignored: the sleep is ended when the run ends.
+    let mut run = Run::start(
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell:
+          - 'trap "echo got INT; exit 0" INT; sleep 300 >/dev/null 2>&1 & echo $! > {dir}/grandchild; echo ready; wait'
+          - echo never-item
+      - print: [never-step]
+"#,
+    );
+    assert_eq!(run.line(), "ready\n");
+    let grandchild = run.pid_file("grandchild");
+    run.signal(Signal::SIGINT);
+    let (code, rest, stderr) = run.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(rest, "got INT\n", "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: task 1, step 1 (shell): stopped by SIGINT (passed on to the running command)"
+        ),
+        "{stderr}"
+    );
+    assert_gone(&[grandchild]);
+}
+
+#[test]
+fn nothing_a_command_started_outlives_a_successful_run() {
+    // In the command's group, double-forked (an orphan at once), and out of the group
+    // with setsid. The second command sees the last two handed to roiergasias.
+    let mut run = Run::start(
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell:
+          - 'sleep 300 >/dev/null 2>&1 & echo $! > {dir}/background; (sleep 300 >/dev/null 2>&1 & echo $! > {dir}/orphan); setsid sleep 300 >/dev/null 2>&1 & echo $! > {dir}/session'
+          - 'for f in orphan session; do awk "{print \$4}" /proc/$(cat {dir}/$f)/stat; done'
+      - print: [done]
+"#,
+    );
+    let (first, second) = (run.line(), run.line());
+    let parent = run.pid().to_string();
+    assert_eq!((first.trim(), second.trim()), (&*parent, &*parent));
+    let pids = ["background", "orphan", "session"].map(|f| run.pid_file(f));
+    let (code, rest, stderr) = run.finish();
+    assert_eq!((code, rest.as_str()), (0, "done\n"), "{stderr}");
+    assert_gone(&pids);
+}
+
+#[test]
+fn leftovers_end_with_a_failed_run_too() {
+    let mut run = Run::start(
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell: ['setsid sleep 300 >/dev/null 2>&1 & echo $! > {dir}/session; exit 3']
+"#,
+    );
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+    assert_gone(&[run.pid_file("session")]);
+}
+
+#[test]
+fn a_leftover_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    // The first command returns once the leftover has set its trap (its pid file exists).
+    let mut run = Run::start(
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell:
+          - 'sh -c "trap \"\" TERM; echo \$\$ > {dir}/stubborn.tmp; mv {dir}/stubborn.tmp {dir}/stubborn; exec sleep 300" >/dev/null 2>&1 & while [ ! -e {dir}/stubborn ]; do sleep 0.01; done'
+      - print: [done]
+"#,
+    );
+    let (code, rest, stderr) = run.finish();
+    assert_eq!((code, rest.as_str()), (0, "done\n"), "{stderr}");
+    assert_gone(&[run.pid_file("stubborn")]);
+}
+
+#[test]
+fn as_pid_1_orphans_are_reaped_while_the_run_goes_on() {
+    // A new pid namespace makes roiergasias PID 1, as in a pod; needs CAP_SYS_ADMIN.
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: unshare --pid is not permitted here");
+        return;
+    }
+    let dir = Dir::temp();
+    let file = dir.file(
+        "w.yaml",
+        r#"version: 0.1
+task:
+  - sequential:
+      - shell: ['for i in 1 2 3 4 5 6 7 8; do (sh -c "exit 0" &); done']
+      - shell:
+          - 'for try in $(seq 200); do z=$(grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | wc -l); [ "$z" -eq 0 ] && break; sleep 0.01; done; echo "pid $PPID, zombies $z"'
+"#,
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_roiergasias"))
+        .args(["run", "-f", &file])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        (out.status.code(), stdout.trim()),
+        (Some(0), "pid 1, zombies 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
