@@ -308,6 +308,15 @@ fn renders() -> Vec<Render> {
                 expect_arg(docs, "--allowed-service-accounts=runner,s3-writer")
             },
         ),
+        // Values kept from a release before workflowPolicy existed (`helm upgrade --reuse-values`).
+        case("r", "ops", &["workflowPolicy=null"], |docs| {
+            let args = deployment_args(docs);
+            (!args
+                .iter()
+                .any(|a| a.contains("job-templates") || a.contains("service-accounts")))
+            .then_some(())
+            .ok_or_else(|| format!("the defaults pass no policy flag: {args:?}"))
+        }),
     ]
 }
 
