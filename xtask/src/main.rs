@@ -30,7 +30,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<tools::ToolsCommand>,
     },
-    /// Build (offline, cached) the OCI image archives real pods run: pause, runner, machine-learning.
+    /// Build (offline, cached) OCI image archives: pause, runner, machine-learning (real pods), operator.
     Images(images::ImagesArgs),
     /// Manage the throwaway test cluster.
     Cluster {

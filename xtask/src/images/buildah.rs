@@ -12,8 +12,9 @@ use super::oci;
 pub(crate) const KEY_LABEL: &str = "org.roiergasias.images.key";
 
 /// containers/image keeps root's blob-info cache here whatever the storage root (buildah 1.28 has
-/// no option for it); it is removed after use when it was not there before.
-const SYSTEM_BLOB_INFO_CACHE: &str = "/var/lib/containers";
+/// no option for it); it is removed after use when that cache is all the directory holds (no
+/// podman or buildah storage of the host's own), whoever made it.
+const SYSTEM_CONTAINERS_DIR: &str = "/var/lib/containers";
 
 pub(crate) struct Buildah {
     root: PathBuf,
@@ -21,7 +22,6 @@ pub(crate) struct Buildah {
     tmp: PathBuf,
     /// Our containers.conf: CNI configuration under the cache, not in /etc/cni.
     conf: PathBuf,
-    had_system_cache: bool,
 }
 
 /// One `buildah build`.
@@ -44,7 +44,6 @@ impl Buildah {
             runroot: dir.join("run"),
             tmp: dir.join("tmp"),
             conf: dir.join("containers.conf"),
-            had_system_cache: Path::new(SYSTEM_BLOB_INFO_CACHE).exists(),
         };
         for dir in [&buildah.root, &buildah.runroot, &buildah.tmp] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -179,9 +178,26 @@ impl Buildah {
 
 impl Drop for Buildah {
     fn drop(&mut self) {
-        if !self.had_system_cache {
-            let _ = std::fs::remove_dir_all(SYSTEM_BLOB_INFO_CACHE);
+        let dir = Path::new(SYSTEM_CONTAINERS_DIR);
+        if holds_only_blob_info_cache(dir) {
+            let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// `dir` holds `cache/` and nothing else, and `cache/` at most the blob-info cache.
+pub(crate) fn holds_only_blob_info_cache(dir: &Path) -> bool {
+    let names = |d: &Path| -> Option<Vec<String>> {
+        let entries = std::fs::read_dir(d).ok()?;
+        entries
+            .map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    match (names(dir), names(&dir.join("cache"))) {
+        (Some(top), Some(cache)) => {
+            top == ["cache"] && cache.iter().all(|n| n == "blob-info-cache-v1.boltdb")
+        }
+        _ => false,
     }
 }
 
@@ -285,6 +301,27 @@ mod tests {
         assert_eq!(
             containers_conf(Path::new("/cache/images/buildah/cni")),
             "[network]\nnetwork_config_dir = \"/cache/images/buildah/cni\"\n"
+        );
+    }
+
+    #[test]
+    fn only_a_lone_blob_info_cache_is_taken_for_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let containers = dir.path().join("containers");
+        assert!(!holds_only_blob_info_cache(&containers), "absent");
+        std::fs::create_dir_all(containers.join("cache")).unwrap();
+        std::fs::write(containers.join("cache/blob-info-cache-v1.boltdb"), "").unwrap();
+        assert!(holds_only_blob_info_cache(&containers));
+        std::fs::create_dir(containers.join("storage")).unwrap();
+        assert!(
+            !holds_only_blob_info_cache(&containers),
+            "the host's own storage"
+        );
+        std::fs::remove_dir(containers.join("storage")).unwrap();
+        std::fs::write(containers.join("cache/other"), "").unwrap();
+        assert!(
+            !holds_only_blob_info_cache(&containers),
+            "something else in the cache"
         );
     }
 

@@ -1,9 +1,9 @@
-//! The runner image from docker/runner.Dockerfile itself, and the machine-learning image from
-//! examples/machine-learning/aws/Dockerfile on top of it: the Dockerfiles users build.
+//! The runner and operator images from docker/*.Dockerfile themselves, and the machine-learning
+//! image from examples/machine-learning/aws/Dockerfile on top of the runner: the Dockerfiles users build.
 //!
-//! The runner's Rust build stage needs crates.io and a rust image, so here the binary comes from
+//! Their Rust build stage needs crates.io and a rust image, so here the binary comes from
 //! `cargo build --release` and a named build context replaces that stage: `--build-context
-//! builder=DIR` with `DIR/out/roiergasias`, which is what `COPY --from=builder` reads. Plain
+//! builder=DIR` with `DIR/out/<binary>`, which is what `COPY --from=builder` reads. Plain
 //! `docker build` still runs the stage.
 
 use std::path::{Path, PathBuf};
@@ -12,11 +12,41 @@ use anyhow::{Context, bail};
 
 use super::{Image, archive_path, buildah, dockerfile, key::Key, remove_stale, scratch};
 
-/// The Dockerfiles' stage that a prebuilt binary replaces, and where it puts the binary.
+/// The Dockerfiles' stage that a prebuilt binary replaces; it leaves the binary in `/out/`.
 pub(crate) const BUILDER_STAGE: &str = "builder";
-pub(crate) const BINARY_IN_BUILDER: &str = "/out/roiergasias";
-pub(crate) const RUNNER_DOCKERFILE: &str = "docker/runner.Dockerfile";
 pub(crate) const ML_DOCKERFILE: &str = "examples/machine-learning/aws/Dockerfile";
+pub(crate) const DISTROLESS_DOCKERFILE: &str = "docker/distroless-cc.Dockerfile";
+/// The operator Dockerfile's base, made by [`DISTROLESS_DOCKERFILE`] into buildah's storage.
+pub(crate) const DISTROLESS_NAME: &str = "gcr.io/distroless/cc-debian12:nonroot";
+
+/// An image whose Dockerfile's `builder` stage compiles one binary of the workspace.
+pub(crate) struct FromBinary {
+    pub image: Image,
+    pub dockerfile: &'static str,
+    pub package: &'static str,
+    pub bin: &'static str,
+}
+
+pub(crate) const RUNNER: FromBinary = FromBinary {
+    image: Image::Runner,
+    dockerfile: "docker/runner.Dockerfile",
+    package: "roiergasias-engine",
+    bin: "roiergasias",
+};
+
+pub(crate) const OPERATOR: FromBinary = FromBinary {
+    image: Image::Operator,
+    dockerfile: "docker/operator.Dockerfile",
+    package: "roiergasias-controller",
+    bin: "roiergasias-operator",
+};
+
+impl FromBinary {
+    /// Where the `builder` stage leaves the binary, which the final stage copies.
+    pub fn in_builder(&self) -> String {
+        format!("/out/{}", self.bin)
+    }
+}
 
 /// An image already built: its name, key and archive.
 pub(crate) struct Stored {
@@ -25,28 +55,31 @@ pub(crate) struct Stored {
     pub archive: PathBuf,
 }
 
-pub(crate) fn ensure_runner(
+/// Builds `spec`'s Dockerfile on a base whose key is `base_key`, with `cargo build --release`'s
+/// binary in place of the Rust stage.
+pub(crate) fn ensure_from_binary(
     cache: &Path,
     buildah: &buildah::Buildah,
+    spec: &FromBinary,
     base_key: &str,
     label: &str,
 ) -> anyhow::Result<(String, PathBuf)> {
     let workspace = workspace_root();
-    let dockerfile = workspace.join(RUNNER_DOCKERFILE);
-    let binary = crate::bench::release_binary("roiergasias-engine", "roiergasias")?;
-    let mut key = Key::new("runner v1");
+    let dockerfile = workspace.join(spec.dockerfile);
+    let binary = crate::bench::release_binary(spec.package, spec.bin)?;
+    let mut key = Key::new(&format!("{} v1", spec.bin));
     key.text("base", base_key).path("binary", &binary)?;
     let key = keyed_dockerfile(key, &workspace, &dockerfile, &[BUILDER_STAGE])?;
-    let out = archive_path(cache, Image::Runner, &key);
+    let out = archive_path(cache, spec.image, &key);
     if out.is_file() {
         return Ok((key, out));
     }
-    let stage = scratch::Dir::new(cache.join("work/runner-binary"))?;
-    let staged = stage.path().join(BINARY_IN_BUILDER.trim_start_matches('/'));
+    let stage = scratch::Dir::new(cache.join(format!("work/{}-binary", spec.bin)))?;
+    let staged = stage.path().join(spec.in_builder().trim_start_matches('/'));
     std::fs::create_dir_all(staged.parent().expect("has a parent"))?;
     std::fs::copy(&binary, &staged)
         .with_context(|| format!("copying {} into the build context", binary.display()))?;
-    let name = Image::Runner.name();
+    let name = spec.image.name();
     buildah.build(
         &buildah::Build {
             dockerfile: &dockerfile,
@@ -57,10 +90,39 @@ pub(crate) fn ensure_runner(
             contexts: vec![(BUILDER_STAGE, stage.path().to_path_buf())],
         },
         label,
-        &super::new_log(cache, "runner")?,
+        &super::new_log(cache, spec.image.file_stem())?,
     )?;
-    finish(cache, buildah, Image::Runner, &out)?;
+    finish(cache, buildah, spec.image, &out)?;
     Ok((key, out))
+}
+
+/// The distroless-equivalent base in buildah's storage, built on the Debian base; returns its key.
+pub(crate) fn ensure_distroless(
+    cache: &Path,
+    buildah: &buildah::Buildah,
+    base_key: &str,
+) -> anyhow::Result<String> {
+    let workspace = workspace_root();
+    let dockerfile = workspace.join(DISTROLESS_DOCKERFILE);
+    let mut key = Key::new("distroless v1");
+    key.text("base", base_key);
+    let key = keyed_dockerfile(key, &workspace, &dockerfile, &[])?;
+    if buildah.stored_key(DISTROLESS_NAME).as_deref() == Some(key.as_str()) {
+        return Ok(key);
+    }
+    buildah.build(
+        &buildah::Build {
+            dockerfile: &dockerfile,
+            context: &workspace,
+            tag: DISTROLESS_NAME,
+            key: &key,
+            args: vec![],
+            contexts: vec![],
+        },
+        &format!("images: base {DISTROLESS_NAME}"),
+        &super::new_log(cache, "distroless")?,
+    )?;
+    Ok(key)
 }
 
 pub(crate) fn ensure_machine_learning(
@@ -170,26 +232,36 @@ mod tests {
     }
 
     #[test]
-    fn runner_dockerfile_takes_the_binary_from_the_stage_a_build_context_replaces() {
-        let text = read(RUNNER_DOCKERFILE);
-        assert!(
-            text.contains(&format!("AS {BUILDER_STAGE}\n")),
-            "the runner Dockerfile has no `{BUILDER_STAGE}` stage"
-        );
-        assert!(
-            text.contains(&format!("COPY --from={BUILDER_STAGE} {BINARY_IN_BUILDER} ")),
-            "the runner Dockerfile does not copy {BINARY_IN_BUILDER} from {BUILDER_STAGE}"
-        );
-        // With the builder replaced, the runner's final stage reads nothing from the context.
-        assert_eq!(
-            context_sources(&text, &[BUILDER_STAGE]).unwrap(),
-            Vec::<String>::new()
-        );
-        assert!(
-            context_sources(&text, &[])
-                .unwrap()
-                .contains(&"engine".to_string())
-        );
+    fn binary_dockerfiles_take_the_binary_from_the_stage_a_build_context_replaces() {
+        for spec in [&RUNNER, &OPERATOR] {
+            let text = read(spec.dockerfile);
+            assert!(
+                text.contains(&format!("AS {BUILDER_STAGE}\n")),
+                "{} has no `{BUILDER_STAGE}` stage",
+                spec.dockerfile
+            );
+            assert!(
+                text.contains(&format!(
+                    "COPY --from={BUILDER_STAGE} {} ",
+                    spec.in_builder()
+                )),
+                "{} does not copy {} from {BUILDER_STAGE}",
+                spec.dockerfile,
+                spec.in_builder()
+            );
+            // With the builder replaced, the final stage reads nothing from the context.
+            assert_eq!(
+                context_sources(&text, &[BUILDER_STAGE]).unwrap(),
+                Vec::<String>::new()
+            );
+            assert!(
+                context_sources(&text, &[])
+                    .unwrap()
+                    .contains(&"engine".to_string())
+            );
+        }
+        let operator = read(OPERATOR.dockerfile);
+        assert!(operator.contains(&format!("FROM {DISTROLESS_NAME}\n")));
     }
 
     #[test]
