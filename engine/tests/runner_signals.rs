@@ -253,3 +253,60 @@ task:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs workflow `text` on a terminal (util-linux `script` makes one), typing `input`
+/// once the workflow printed `ready`; returns the exit code and what the terminal showed.
+fn on_a_terminal(text: &str, input: &[u8]) -> Option<(i32, String)> {
+    use std::io::Write;
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to make a terminal");
+        return None;
+    }
+    let dir = Dir::temp();
+    let file = dir.file("w.yaml", text);
+    let command = format!("{} run -f {file}", env!("CARGO_BIN_EXE_roiergasias"));
+    let mut child = std::process::Command::new("timeout")
+        .args(["-k", "5", "60", "script", "-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut shown = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready") {
+        let mut line = String::new();
+        assert!(
+            shown.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    shown.read_to_string(&mut seen).unwrap();
+    let code = child.wait().unwrap().code().unwrap();
+    assert!(![124, 137].contains(&code), "hung: {seen}");
+    Some((code, seen))
+}
+
+#[test]
+fn on_a_terminal_a_command_can_read_it_and_ctrl_c_stops_the_workflow() {
+    // In a background process group, the read would stop the command (SIGTTIN) for ever.
+    let read = "version: 0.1\ntask:\n  - sequential:\n      - execute: [\"sh -c 'echo ready; read x; echo got $x'\"]\n";
+    let Some((code, shown)) = on_a_terminal(read, b"typed\n") else {
+        return;
+    };
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("got typed"), "{shown}");
+    // Wherever Ctrl-C lands (before the command, or on it once it has the terminal), the
+    // workflow stops. (A shell as the command would defer it until its `sleep` ended.)
+    let interrupt = "version: 0.1\ntask:\n  - sequential:\n      - print: [ready]\n      - execute: [\"sleep 300\", \"echo never-item\"]\n";
+    let (code, shown) = on_a_terminal(interrupt, b"\x03").unwrap();
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("stopped by SIGINT"), "{shown}");
+    assert!(!shown.contains("never-item"), "{shown}");
+}

@@ -236,14 +236,23 @@ impl Runner<'_> {
         limit: usize,
         too_large: impl FnOnce(usize) -> RunError,
     ) -> Result<String, RunError> {
-        let size = substituted_len(text, |name| self.value_len(name));
+        let size = self.substituted_len(text);
         if size > limit {
             return Err(too_large(size));
         }
+        self.substitute(at, text)
+    }
+
+    /// `text` substituted; its size must have been checked.
+    fn substitute(&self, at: &dyn std::fmt::Display, text: &str) -> Result<String, RunError> {
         substitute(text, |name| self.lookup(name)).map_err(|name| RunError::Undefined {
             at: at.to_string(),
             name: name.to_owned(),
         })
+    }
+
+    fn substituted_len(&self, text: &str) -> usize {
+        substituted_len(text, |name| self.value_len(name))
     }
 
     /// The value of `var` once substituted, as a variable's value.
@@ -364,10 +373,7 @@ impl Runner<'_> {
 
     /// Each message on its own line; all of them within [`MAX_VARIABLES_BYTES`].
     fn print(&mut self, at: &StepAt, messages: &[String]) -> Result<(), RunError> {
-        let size: usize = messages
-            .iter()
-            .map(|m| substituted_len(m, |name| self.value_len(name)) + 1)
-            .sum();
+        let size: usize = messages.iter().map(|m| self.substituted_len(m) + 1).sum();
         if size > MAX_VARIABLES_BYTES {
             return Err(RunError::TextTooLarge {
                 at: at.to_string(),
@@ -378,7 +384,7 @@ impl Runner<'_> {
         }
         let mut text = String::new();
         for message in messages {
-            text.push_str(&self.fill(at, message, usize::MAX, |_| unreachable!())?);
+            text.push_str(&self.substitute(at, message)?);
             text.push('\n');
         }
         let mut out = std::io::stdout().lock();
@@ -406,9 +412,7 @@ impl Runner<'_> {
             size,
             limit,
         };
-        let sizes = words
-            .iter()
-            .map(|w| substituted_len(w, |name| self.value_len(name)));
+        let sizes = words.iter().map(|w| self.substituted_len(w));
         if let Some(size) = sizes.clone().find(|s| *s > MAX_ARGUMENT_BYTES) {
             return Err(too_large(size, MAX_ARGUMENT_BYTES));
         }
@@ -418,7 +422,7 @@ impl Runner<'_> {
         }
         let mut words = words
             .iter()
-            .map(|w| self.fill(at, w, usize::MAX, |_| unreachable!()))
+            .map(|w| self.substitute(at, w))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter();
         let program = words.next().ok_or_else(|| bad("empty command"))?;
