@@ -231,3 +231,156 @@ fn sleeping(marker: &str) -> bool {
         })
     })
 }
+
+#[tokio::test]
+async fn the_default_pod_passes_restricted_pod_security_and_its_commands_run_on_a_read_only_root() {
+    let client = common::client().await;
+    common::ensure_crds(&client).await;
+    common::require_real_nodes(&client).await;
+    let ns = TestNamespace::create_with(
+        &client,
+        "real-restricted",
+        common::ON_REAL_NODES,
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    )
+    .await;
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let api: Api<Workflow> = ns.api();
+    // execute and shell both need the runner's scratch file for ROIERGASIAS_ENV, and TMPDIR.
+    let yaml = r#"version: 0.1
+task:
+  - node: node1
+    sequential:
+      - execute:
+          - "sh -c 'echo \"runas=$(id -u)\" >> \"$ROIERGASIAS_ENV\"'"
+      - shell:
+          - 'touch "$TMPDIR/scratch" && echo "tmp is writable as uid $runas"'
+          - 'if touch /should-fail 2>/dev/null; then echo "root is writable"; exit 1; fi'
+  - node: node2
+    sequential:
+      - print: ["node2 got {{env:runas}}"]
+"#;
+    api.create(&PostParams::default(), &workflow("locked", yaml, None))
+        .await
+        .unwrap();
+    wait_phase(&api, "locked", Phase::Succeeded, REAL).await;
+    let first = pods_of(&client, &ns.name, "locked-1-node1").await;
+    assert!(
+        first[0].1.contains("tmp is writable as uid 65532"),
+        "{first:?}"
+    );
+    let second = pods_of(&client, &ns.name, "locked-2-node2").await;
+    assert!(second[0].1.contains("node2 got 65532"), "{second:?}");
+}
+
+/// A cluster-wide object deleted when dropped.
+struct ClusterScoped(&'static str, String);
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(common::tools_dir().join("kubectl"))
+            .args(["delete", self.0, &self.1, "--wait=false"])
+            .output();
+    }
+}
+
+fn kubectl_apply(json: &serde_json::Value) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::tools_dir().join("kubectl"))
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.to_string().as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "kubectl apply {json}");
+}
+
+#[tokio::test]
+async fn the_machine_learning_example_runs_on_both_real_nodes_sharing_a_volume() {
+    let (client, ns) = real_setup("real-ml").await;
+    // On this one machine a hostPath volume stands in for EFS: both nodes see the same directory.
+    let data = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(
+        data.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let class = format!("efs-{}", ns.name);
+    kubectl_apply(&json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": ns.name},
+        "spec": {
+            "capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteMany"],
+            "storageClassName": class, "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": data.path(), "type": "Directory"},
+        },
+    }));
+    let _pv = ClusterScoped("persistentvolume", ns.name.clone());
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/machine-learning/aws/helm/roiergasias-aws"
+    );
+    let helm_home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::tools_dir().join("helm"))
+        .args([
+            "install",
+            "ml",
+            chart,
+            "--namespace",
+            &ns.name,
+            "--wait=false",
+        ])
+        .args([
+            "--set",
+            &format!("storage.persistentVolumeClaim.storageClassName={class}"),
+        ])
+        // Two cores run the whole suite: ask for little.
+        .args([
+            "--set",
+            "resources.requests.cpu=100m",
+            "--set",
+            "resources.requests.memory=256Mi",
+        ])
+        .env("HELM_CACHE_HOME", helm_home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.path().join("config"))
+        .env("HELM_DATA_HOME", helm_home.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _operator = Operator::start_real(&ns.name, &[]);
+    let api: Api<Workflow> = ns.api();
+    wait_phase(
+        &api,
+        "roiergasias-aws",
+        Phase::Succeeded,
+        Duration::from_secs(600),
+    )
+    .await;
+    for (job, node) in [
+        ("roiergasias-aws-1-node1", "real-node1"),
+        ("roiergasias-aws-2-node2", "real-node2"),
+        ("roiergasias-aws-3-node2", "real-node2"),
+    ] {
+        let pods = pods_of(&client, &ns.name, job).await;
+        assert_eq!(pods[0].0, node, "{job}");
+    }
+    let last = pods_of(&client, &ns.name, "roiergasias-aws-3-node2").await;
+    let logs = &last[0].1;
+    assert!(
+        logs.contains("Completed evaluating machine learning model: test accuracy 0."),
+        "{logs}"
+    );
+    assert!(
+        data.path().join("machine-learning/metrics.json").is_file(),
+        "the shared volume holds the metrics"
+    );
+}

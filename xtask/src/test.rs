@@ -99,6 +99,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         test.arg("--").args(&args.cargo_test_args);
     }
     test.env("KUBECONFIG", &up.kubeconfig)
+        .env(tools::BIN_ENV, tools::bin_dir()?)
         .env(crate::cluster::NAME_ENV, &cluster.name);
     let mut fmt = Command::new(&cargo);
     fmt.args(["fmt", "--all", "--check"]);

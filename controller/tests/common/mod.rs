@@ -155,6 +155,27 @@ impl Drop for TestNamespace {
     }
 }
 
+/// The directory holding helm and kubectl: `ROIERGASIAS_K8S_BIN` (`cargo xtask test` sets it), else
+/// what `cargo xtask tools path --no-build` prints.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ROIERGASIAS_K8S_BIN").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["xtask", "tools", "path", "--no-build"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("running `cargo xtask tools path`");
+    assert!(
+        out.status.success(),
+        "these tests need the helm and kubectl that `cargo xtask tools` builds: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
 /// Fails (never skips) unless both real nodes are Ready: tests that need real pods must run in CI.
 pub async fn require_real_nodes(client: &Client) {
     use k8s_openapi::api::core::v1::Node;
