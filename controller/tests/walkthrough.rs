@@ -1292,6 +1292,17 @@ impl Walk {
         walk
     }
 
+    /// Pods of this walk's namespace go to kwok's fake nodes (see `common::ON_FAKE_NODES`).
+    fn pin_to_fake_nodes(&self) {
+        run_ok(self.kubectl().args([
+            "annotate",
+            "namespace",
+            &self.namespace,
+            "scheduler.alpha.kubernetes.io/node-selector=type=kwok",
+            r#"scheduler.alpha.kubernetes.io/defaultTolerations=[{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]"#,
+        ]));
+    }
+
     /// The admin kubeconfig, flattened, with `namespace` current and, if given,
     /// impersonating `user`.
     fn kubeconfig_json(admin: &Path, namespace: &str, user: Option<&str>) -> Value {
@@ -1744,12 +1755,13 @@ fn readme_multi_node_walkthrough_on_the_cluster() {
     }
 }
 
-/// The AWS example's Workflow, as its chart renders it (S3 mode: kwok has no
-/// storage provisioner for the shared volume), is accepted by the CRD and runs
-/// as three Jobs on its two node groups.
+/// The AWS example's Workflow, as its chart renders it in S3 mode, is accepted by the CRD and runs
+/// as three Jobs on its two node groups: on kwok's fake nodes, since there is no S3 here (real pods
+/// run the shared-volume mode: `real_pods.rs`).
 #[test]
 fn machine_learning_aws_workflow_runs_on_the_cluster() {
     let mut walk = Walk::new("ml-aws");
+    walk.pin_to_fake_nodes();
     walk.follow("install");
     let rendered = run_ok(
         helm()
