@@ -66,27 +66,92 @@ impl Pos {
     }
 }
 
-/// Every problem found in a workflow, in source order; `Display` gives one per line.
+/// Problems kept for a report: the first [`MAX_PROBLEMS`], and how many more there were.
+/// A hostile workflow can hold hundreds of thousands; their messages would be larger than the
+/// workflow (and than a Kubernetes status can hold).
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    kept: Vec<Problem>,
+    omitted: usize,
+}
+
+/// Problems kept in a [`WorkflowError`]; the rest are counted.
+pub const MAX_PROBLEMS: usize = 100;
+
+impl Problems {
+    pub fn push(&mut self, problem: Problem) {
+        if self.is_full() {
+            self.omitted += 1;
+        } else {
+            self.kept.push(problem);
+        }
+    }
+
+    /// When full, a caller may count a problem with [`Problems::omit`] instead of describing it.
+    pub fn is_full(&self) -> bool {
+        self.kept.len() >= MAX_PROBLEMS
+    }
+
+    pub fn omit(&mut self) {
+        self.omitted += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.omitted == 0
+    }
+
+    pub fn extend(&mut self, other: Problems) {
+        self.omitted += other.omitted;
+        for p in other.kept {
+            self.push(p);
+        }
+    }
+}
+
+/// Problems found in a workflow, in source order; `Display` gives one per line. At most
+/// [`MAX_PROBLEMS`] are kept; [`WorkflowError::total`] counts them all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct WorkflowError {
     problems: Vec<Problem>,
+    omitted: usize,
 }
 
 impl WorkflowError {
-    pub(crate) fn new(mut problems: Vec<Problem>) -> Self {
+    pub(crate) fn new(problems: Problems) -> Self {
+        let Problems { mut kept, omitted } = problems;
         // Unknown positions sort first (they concern the whole document); stable otherwise.
-        problems.sort_by_key(|p| (p.line, p.column));
-        Self { problems }
+        kept.sort_by_key(|p| (p.line, p.column));
+        Self {
+            problems: kept,
+            omitted,
+        }
     }
 
     pub(crate) fn single(problem: Problem) -> Self {
         Self {
             problems: vec![problem],
+            omitted: 0,
         }
     }
 
+    /// The problems kept (the first [`MAX_PROBLEMS`] found).
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// How many problems were found, kept or not.
+    pub fn total(&self) -> usize {
+        self.problems.len() + self.omitted
+    }
+
+    fn omitted_line(&self) -> Option<String> {
+        (self.omitted > 0).then(|| {
+            format!(
+                "… and {} more problem{} (the first {MAX_PROBLEMS} are shown)",
+                self.omitted,
+                if self.omitted == 1 { "" } else { "s" }
+            )
+        })
     }
 
     /// One problem a line, each prefixed with `origin` (a file name) as `origin:line:column: …`.
@@ -102,6 +167,9 @@ impl WorkflowError {
                 out.push_str(&format!("{origin}: {p}"));
             }
         }
+        if let Some(line) = self.omitted_line() {
+            out.push_str(&format!("\n{origin}: {line}"));
+        }
         out
     }
 }
@@ -113,6 +181,9 @@ impl fmt::Display for WorkflowError {
                 f.write_str("\n")?;
             }
             write!(f, "{p}")?;
+        }
+        if let Some(line) = self.omitted_line() {
+            write!(f, "\n{line}")?;
         }
         Ok(())
     }

@@ -14,10 +14,11 @@ mod parse;
 pub mod run;
 mod split;
 pub mod substitute;
+mod suggest;
 mod validate;
 mod yaml;
 
-pub use error::{Pos, Problem, WorkflowError};
+pub use error::{MAX_PROBLEMS, Pos, Problem, WorkflowError};
 pub use model::{EnvVar, Step, Task, VERSION, Workflow};
 use parse::Unparsed;
 pub use parse::{MAX_WORKFLOW_BYTES, workflow_text};

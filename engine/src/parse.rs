@@ -4,9 +4,10 @@
 //! walked by hand. Deserializing straight into typed structs would stop at the first
 //! error; walking the tree lets validation report all of them with line:column.
 
-use crate::error::{Pos, Problem, WorkflowError};
+use crate::error::{Pos, Problem, Problems, WorkflowError};
 use crate::model::{EnvVar, Step, Task, VERSION, Workflow};
 use crate::substitute::is_valid_name;
+use crate::suggest::did_you_mean;
 use crate::yaml::{self, Node, Spanned};
 
 /// Largest workflow accepted, in bytes. Generous for hand-written workflows (and a
@@ -36,6 +37,9 @@ fn describe(node: &Node) -> &'static str {
 pub(crate) struct Positions {
     /// Per global environment entry.
     pub environment: Vec<Pos>,
+    /// Names of global entries rejected with a problem: their later uses are not reported
+    /// again as undefined.
+    pub rejected_environment: Vec<String>,
     pub tasks: Vec<TaskPositions>,
 }
 
@@ -76,6 +80,15 @@ fn too_large(len: usize) -> Problem {
     ))
 }
 
+/// An `environment` list as read: its entries, where each is, and the names of the entries
+/// rejected with a problem.
+#[derive(Default)]
+struct EnvList {
+    vars: Vec<EnvVar>,
+    at: Vec<Pos>,
+    rejected: Vec<String>,
+}
+
 /// A workflow with where its parts came from.
 pub(crate) struct Parsed {
     pub workflow: Workflow,
@@ -84,13 +97,15 @@ pub(crate) struct Parsed {
 
 /// Problems, with what could still be understood (for further checks).
 pub(crate) struct Unparsed {
-    pub problems: Vec<Problem>,
+    pub problems: Problems,
     pub partial: Option<Parsed>,
 }
 
 fn fail(problem: Problem) -> Box<Unparsed> {
+    let mut problems = Problems::default();
+    problems.push(problem);
     Box::new(Unparsed {
-        problems: vec![problem],
+        problems,
         partial: None,
     })
 }
@@ -113,10 +128,9 @@ pub(crate) fn parse_structure(text: &str) -> Result<Parsed, Box<Unparsed>> {
     if text.trim().is_empty() {
         return Err(fail(Problem::nowhere(EMPTY)));
     }
-    // A node takes at least two bytes of text, aliases aside.
-    let root = yaml::read(text, MAX_WORKFLOW_BYTES / 2).map_err(fail)?;
+    let root = yaml::read(text).map_err(fail)?;
     let mut walker = Walker {
-        problems: Vec::new(),
+        problems: Problems::default(),
     };
     let (workflow, positions) = walker.workflow(&root);
     let parsed = Parsed {
@@ -134,12 +148,16 @@ pub(crate) fn parse_structure(text: &str) -> Result<Parsed, Box<Unparsed>> {
 }
 
 struct Walker {
-    problems: Vec<Problem>,
+    problems: Problems,
 }
 
 impl Walker {
     fn problem(&mut self, at: Pos, message: impl Into<String>) {
-        self.problems.push(Problem::at(at, message));
+        if self.problems.is_full() {
+            self.problems.omit();
+        } else {
+            self.problems.push(Problem::at(at, message));
+        }
     }
 
     fn scalar(&self, node: &Spanned<Node<'_>>) -> Option<String> {
@@ -197,9 +215,10 @@ impl Walker {
                     self.version(value);
                 }
                 "environment" => {
-                    let (vars, at) = self.env_list(value, "the global `environment`");
-                    workflow.environment = vars;
-                    positions.environment = at;
+                    let list = self.env_list(value, "the global `environment`");
+                    workflow.environment = list.vars;
+                    positions.environment = list.at;
+                    positions.rejected_environment = list.rejected;
                 }
                 "task" => {
                     task = true;
@@ -232,7 +251,8 @@ impl Walker {
 
     fn version(&mut self, value: &Spanned<Node<'_>>) {
         match self.scalar(value) {
-            Some(v) if v.trim() == VERSION => {}
+            // YAML reads `0.10` and `.1` as the number 0.1, and so did the original.
+            Some(v) if v.trim() == VERSION || v.trim().parse::<f64>() == Ok(0.1) => {}
             Some(v) => self.problem(
                 pos(value),
                 format!("unsupported version `{v}`; this roiergasias reads version 0.1"),
@@ -432,9 +452,9 @@ impl Walker {
                 .strings(&where_, &kind, value, &mut at)
                 .map(Step::Shell),
             "environment" => {
-                let (vars, items) = self.env_list(value, &format!("{where_} (environment)"));
-                at.items = items;
-                Some(Step::Environment(vars))
+                let list = self.env_list(value, &format!("{where_} (environment)"));
+                at.items = list.at;
+                Some(Step::Environment(list.vars))
             }
             other => {
                 let hint = did_you_mean(other, STEP_TYPES);
@@ -508,11 +528,11 @@ impl Walker {
         }
     }
 
-    fn env_list(&mut self, value: &Spanned<Node<'_>>, what: &str) -> (Vec<EnvVar>, Vec<Pos>) {
-        let (mut vars, mut at) = (Vec::new(), Vec::new());
+    fn env_list(&mut self, value: &Spanned<Node<'_>>, what: &str) -> EnvList {
+        let mut list = EnvList::default();
         let items = match &value.value {
             Node::Seq(items) => items,
-            Node::Null => return (vars, at),
+            Node::Null => return list,
             other => {
                 self.problem(
                     pos(value),
@@ -521,24 +541,14 @@ impl Walker {
                         describe(other)
                     ),
                 );
-                return (vars, at);
+                return list;
             }
         };
         for (k, item) in items.iter().enumerate() {
             let entries = match &item.value {
                 Node::Map(entries) if entries.len() == 1 => entries,
                 other => {
-                    self.problem(
-                        pos(item),
-                        format!(
-                            "{what}: entry {} must be a single `NAME: value` pair, found {}",
-                            k + 1,
-                            match other {
-                                Node::Map(e) => format!("a mapping with {} keys", e.len()),
-                                other => describe(other).to_owned(),
-                            }
-                        ),
-                    );
+                    self.not_a_pair(what, k + 1, item.pos, other, &mut list);
                     continue;
                 }
             };
@@ -552,25 +562,41 @@ impl Walker {
                     format!("{what}: variable name `{name}` may contain only letters, digits, `-` and `_`"),
                 );
             }
-            let Some(value) = self.scalar(val) else {
-                let hint = if matches!(val.value, Node::Null) {
-                    "; write `\"\"` for an empty value"
-                } else {
-                    ""
-                };
-                self.problem(
-                    pos(val),
-                    format!(
-                        "{what}: `{name}` needs a single value, found {}{hint}",
-                        describe(&val.value)
-                    ),
-                );
-                continue;
+            // As in the original, `NAME:` and `NAME: ~` set the empty string.
+            let value = match &val.value {
+                Node::Null => String::new(),
+                Node::Str(s) => s.to_string(),
+                other => {
+                    self.problem(
+                        pos(val),
+                        format!(
+                            "{what}: `{name}` needs a single value, found {}",
+                            describe(other)
+                        ),
+                    );
+                    list.rejected.push(name);
+                    continue;
+                }
             };
-            vars.push(EnvVar { name, value });
-            at.push(pos(key));
+            list.vars.push(EnvVar { name, value });
+            list.at.push(pos(key));
         }
-        (vars, at)
+        list
+    }
+
+    fn not_a_pair(&mut self, what: &str, number: usize, at: Pos, node: &Node, list: &mut EnvList) {
+        let found = match node {
+            Node::Map(entries) => {
+                list.rejected
+                    .extend(entries.iter().filter_map(|(k, _)| self.scalar(k)));
+                format!("a mapping with {} keys", entries.len())
+            }
+            other => describe(other).to_owned(),
+        };
+        self.problem(
+            at,
+            format!("{what}: entry {number} must be a single `NAME: value` pair, found {found}"),
+        );
     }
 
     fn check_nodes(&mut self, workflow: &Workflow, positions: &Positions) {
@@ -621,20 +647,4 @@ fn is_label_value(v: &str) -> bool {
         && v.starts_with(alnum)
         && v.ends_with(alnum)
         && v.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
-}
-
-/// ` (did you mean `x`?)` when `word` is a near miss (or a clear abbreviation) of one of `known`.
-pub(crate) fn did_you_mean(word: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| {
-            let distance = strsim::damerau_levenshtein(word, k);
-            // `exec` for `execute`: close enough, though three edits away.
-            let abbreviation = word.len() >= 3 && k.starts_with(word);
-            (if abbreviation { 1 } else { distance }, *k)
-        })
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
 }

@@ -9,19 +9,102 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{Pos, Problem};
+use crate::error::{Pos, Problem, Problems};
 use crate::model::{Step, Workflow};
-use crate::parse::{Positions, did_you_mean};
+use crate::parse::Positions;
 use crate::substitute::references;
+use crate::suggest::Suggester;
+
+/// Names defined so far, and what to report about the others.
+struct Checker<'a, 'f> {
+    defined: HashSet<&'a str>,
+    suggest: Suggester<'a>,
+    is_defined: &'f dyn Fn(&str) -> bool,
+    problems: Problems,
+}
+
+impl<'a> Checker<'a, '_> {
+    fn define(&mut self, name: &'a str) {
+        if self.defined.insert(name) {
+            self.suggest.add(name);
+        }
+    }
+
+    fn is_known(&self, name: &str) -> bool {
+        self.defined.contains(name) || (self.is_defined)(name)
+    }
+
+    fn undefined(&mut self, at: Pos, where_: &str, name: &str) {
+        if self.problems.is_full() {
+            return self.problems.omit();
+        }
+        let hint = self.suggest.hint(name);
+        self.problems.push(Problem::at(
+            at,
+            format!(
+                "{where_}: `{{{{env:{name}}}}}` refers to undefined variable `{name}`{hint}; set it earlier in an `environment` or in the process environment"
+            ),
+        ));
+    }
+}
 
 pub(crate) fn check_variables(
     workflow: &Workflow,
     positions: &Positions,
     is_defined: &dyn Fn(&str) -> bool,
-) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut defined: HashSet<&str> = HashSet::new();
+) -> Problems {
+    let mut checker = Checker {
+        defined: HashSet::new(),
+        suggest: Suggester::new(),
+        is_defined,
+        problems: Problems::default(),
+    };
+    // A rejected entry was reported already; reporting each use of its name would bury that.
+    for name in &positions.rejected_environment {
+        checker.define(name);
+    }
+    check_global(&mut checker, workflow, positions);
+    let mut commands_ran = false;
+    for (t, task) in workflow.tasks.iter().enumerate() {
+        for (s, step) in task.steps.iter().enumerate() {
+            let at = positions.tasks.get(t).and_then(|p| p.steps.get(s));
+            let item_at = |k: usize| {
+                at.and_then(|p| p.items.get(k).copied())
+                    .or(at.map(|p| p.at))
+                    .unwrap_or(Pos::UNKNOWN)
+            };
+            let where_ = format!("task {}, step {} ({})", t + 1, s + 1, step.kind());
+            let mut step_check = StepCheck {
+                where_,
+                reported: HashSet::new(),
+            };
+            match step {
+                Step::Print(items) => {
+                    for (k, item) in items.iter().enumerate() {
+                        step_check.text(&mut checker, item, item_at(k), commands_ran);
+                    }
+                }
+                Step::Execute(items) | Step::Shell(items) => {
+                    for (k, item) in items.iter().enumerate() {
+                        step_check.text(&mut checker, item, item_at(k), commands_ran);
+                        // Each command's ROIERGASIAS_ENV applies before the next one.
+                        commands_ran = true;
+                    }
+                }
+                Step::Environment(vars) => {
+                    // Entries apply in order: a later one sees an earlier one.
+                    for (k, var) in vars.iter().enumerate() {
+                        step_check.text(&mut checker, &var.value, item_at(k), commands_ran);
+                        checker.define(&var.name);
+                    }
+                }
+            }
+        }
+    }
+    checker.problems
+}
 
+fn check_global<'a>(checker: &mut Checker<'a, '_>, workflow: &'a Workflow, positions: &Positions) {
     // A global entry redefined later may be unresolvable on purpose: split documents
     // carry earlier steps' raw values, which the operator then overrides with outputs.
     let mut last: HashMap<&str, usize> = HashMap::new();
@@ -31,85 +114,32 @@ pub(crate) fn check_variables(
     for (i, var) in workflow.environment.iter().enumerate() {
         if last[var.name.as_str()] == i {
             for name in references(&var.value) {
-                if !defined.contains(name) && !is_defined(name) {
+                if !checker.is_known(name) {
                     let at = positions.environment.get(i).copied().unwrap_or_default();
-                    problems.push(undefined(
-                        at,
-                        &format!("global environment, `{}`", var.name),
-                        name,
-                        &defined,
-                    ));
+                    checker.undefined(at, &format!("global environment, `{}`", var.name), name);
                 }
             }
         }
-        defined.insert(&var.name);
+        checker.define(&var.name);
     }
-
-    let mut commands_ran = false;
-    for (t, task) in workflow.tasks.iter().enumerate() {
-        for (s, step) in task.steps.iter().enumerate() {
-            let step_at = positions.tasks.get(t).and_then(|p| p.steps.get(s));
-            let item_at = |k: usize| {
-                step_at
-                    .and_then(|p| p.items.get(k).copied())
-                    .or(step_at.map(|p| p.at))
-                    .unwrap_or(Pos::UNKNOWN)
-            };
-            let where_ = || format!("task {}, step {} ({})", t + 1, s + 1, step.kind());
-            let mut reported: HashSet<String> = HashSet::new();
-            let mut check = |text: &'_ str,
-                             at: Pos,
-                             open: bool,
-                             defined: &HashSet<&str>,
-                             problems: &mut Vec<Problem>| {
-                for name in references(text) {
-                    if !open
-                        && !defined.contains(name)
-                        && !is_defined(name)
-                        && reported.insert(name.to_owned())
-                    {
-                        problems.push(undefined(at, &where_(), name, defined));
-                    }
-                }
-            };
-            match step {
-                Step::Print(items) => {
-                    for (k, item) in items.iter().enumerate() {
-                        check(item, item_at(k), commands_ran, &defined, &mut problems);
-                    }
-                }
-                Step::Execute(items) | Step::Shell(items) => {
-                    for (k, item) in items.iter().enumerate() {
-                        check(item, item_at(k), commands_ran, &defined, &mut problems);
-                        // Each command's ROIERGASIAS_ENV applies before the next one.
-                        commands_ran = true;
-                    }
-                }
-                Step::Environment(vars) => {
-                    for (k, var) in vars.iter().enumerate() {
-                        check(
-                            &var.value,
-                            item_at(k),
-                            commands_ran,
-                            &defined,
-                            &mut problems,
-                        );
-                        defined.insert(&var.name);
-                    }
-                }
-            }
-        }
-    }
-    problems
 }
 
-fn undefined(at: Pos, where_: &str, name: &str, defined: &HashSet<&str>) -> Problem {
-    let known: Vec<&str> = defined.iter().copied().collect();
-    let hint = did_you_mean(name, &known);
-    Problem::at(
-        at,
-        format!(
-            "{where_}: `{{{{env:{name}}}}}` refers to undefined variable `{name}`{hint}; set it earlier in an `environment` or in the process environment"
-        ),
-    )
+/// One step's references: each undefined name is reported once a step.
+struct StepCheck {
+    where_: String,
+    reported: HashSet<String>,
+}
+
+impl StepCheck {
+    /// `open`: a command has run before, so an unknown name may come from its output.
+    fn text(&mut self, checker: &mut Checker<'_, '_>, text: &str, at: Pos, open: bool) {
+        if open {
+            return;
+        }
+        for name in references(text) {
+            if !checker.is_known(name) && self.reported.insert(name.to_owned()) {
+                checker.undefined(at, &self.where_, name);
+            }
+        }
+    }
 }

@@ -62,24 +62,57 @@ fn scan_problem(err: &ScanError) -> Problem {
     Problem::at(at(err.marker()), format!("not valid YAML: {}", err.info()))
 }
 
-fn count(node: &Spanned<Node<'_>>) -> usize {
-    match &node.value {
-        Node::Null | Node::Str(_) => 1,
-        Node::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
-        Node::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count(k) + count(v))
-                .sum::<usize>()
+/// What a copied node counts against the alias budget besides its text: about what the
+/// node and the string made from it take in memory.
+const NODE_BYTES: usize = 32;
+
+/// Aliases (and the anchors they copy from) may produce at most this many times the text…
+pub(crate) const ALIAS_BUDGET_FACTOR: usize = 4;
+/// …or this much, whichever is more, counting scalar bytes and [`NODE_BYTES`] a node.
+pub(crate) const ALIAS_BUDGET_MIN: usize = 64 * 1024;
+
+/// Bytes a copy of `node` produces: its scalars' text plus [`NODE_BYTES`] a node.
+fn weight(node: &Spanned<Node<'_>>) -> usize {
+    NODE_BYTES
+        + match &node.value {
+            Node::Null => 0,
+            Node::Str(s) => s.len(),
+            Node::Seq(items) => items.iter().map(weight).sum(),
+            Node::Map(entries) => entries.iter().map(|(k, v)| weight(k) + weight(v)).sum(),
         }
-    }
 }
 
-fn too_many(pos: Pos, max_nodes: usize) -> Problem {
-    Problem::at(
-        pos,
-        format!("more than {max_nodes} YAML nodes (are aliases expanding too much?)"),
-    )
+/// Bytes that anchors and aliases may still copy. Each alias is a copy, so a small text
+/// can name a huge tree (a "billion laughs"); charging before copying keeps the work
+/// linear in the text and the failure fast.
+struct AliasBudget {
+    limit: usize,
+    used: usize,
+}
+
+impl AliasBudget {
+    fn for_text(text: &str) -> Self {
+        AliasBudget {
+            limit: (text.len().saturating_mul(ALIAS_BUDGET_FACTOR)).max(ALIAS_BUDGET_MIN),
+            used: 0,
+        }
+    }
+
+    fn charge(&mut self, bytes: usize, pos: Pos) -> Result<(), Problem> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used <= self.limit {
+            return Ok(());
+        }
+        Err(Problem::at(
+            pos,
+            format!(
+                "YAML anchors and aliases expand to more than {} bytes ({}× the text, at least {} KiB); write the repeated parts out, or repeat less",
+                self.limit,
+                ALIAS_BUDGET_FACTOR,
+                ALIAS_BUDGET_MIN / 1024
+            ),
+        ))
+    }
 }
 
 /// YAML forbids repeated keys; silently keeping one would hide a mistake.
@@ -103,13 +136,13 @@ fn check_duplicates(entries: &[(Spanned<Node<'_>>, Spanned<Node<'_>>)]) -> Resul
 }
 
 /// The single document in `text`; `Node::Null` when it holds no content.
-pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node<'_>>, Problem> {
+pub(crate) fn read(text: &str) -> Result<Spanned<Node<'_>>, Problem> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut root = None;
-    // Anchored nodes with their node counts.
+    // Anchored nodes with their weights.
     let mut anchors: HashMap<usize, (Spanned<Node<'_>>, usize)> = HashMap::new();
+    let mut budget = AliasBudget::for_text(text);
     let mut documents = 0;
-    let mut nodes = 0usize;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| scan_problem(&e))?;
         let pos = at(&span.start);
@@ -183,23 +216,19 @@ pub(crate) fn read(text: &str, max_nodes: usize) -> Result<Spanned<Node<'_>>, Pr
                 let Some((target, size)) = anchors.get(&id) else {
                     return Err(Problem::at(pos, "alias to an unknown anchor"));
                 };
-                // Aliases can multiply a small text into a huge tree: count what they copy.
-                nodes += size;
-                if nodes > max_nodes {
-                    return Err(too_many(pos, max_nodes));
-                }
+                budget.charge(*size, pos)?;
                 let mut copy = target.clone();
                 copy.pos = pos;
                 (copy, 0)
             }
             _ => continue,
         };
-        nodes += 1;
-        if nodes > max_nodes {
-            return Err(too_many(pos, max_nodes));
-        }
         if anchor != 0 {
-            anchors.insert(anchor, (node.clone(), count(&node)));
+            // Keeping the anchored node is a copy too (nested anchors would copy a subtree
+            // once per level).
+            let size = weight(&node);
+            budget.charge(size, node.pos)?;
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),

@@ -153,7 +153,7 @@ fn load(file: &Path) -> Result<Workflow, Failure> {
     let text = roiergasias_engine::workflow_text(&bytes)
         .map_err(|e| Failure::Invalid(e.display_for(&name)))?;
     roiergasias_engine::parse_with_process_env(text).map_err(|e| {
-        let count = e.problems().len();
+        let count = e.total();
         let plural = if count == 1 { "" } else { "s" };
         let lines: Vec<String> = e
             .display_for(&name)
