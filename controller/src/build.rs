@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource,
+    EnvVar as ContainerEnv, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -22,6 +23,15 @@ pub const NODE_LABEL: &str = "node.roiergasias";
 pub const NODE_ANNOTATION: &str = "node";
 /// Name of the default runner container; also preferred when reading termination messages.
 pub const RUNNER_CONTAINER: &str = "roiergasias";
+/// The default runner's writable scratch directory (its root filesystem is read-only): an
+/// emptyDir at [`SCRATCH_DIR`], named so it cannot clash with a template's volumes.
+pub const SCRATCH_VOLUME: &str = "roiergasias-tmp";
+/// Where the scratch volume is mounted; `TMPDIR` names it, so the runner's `ROIERGASIAS_ENV`
+/// files and the commands' own temporary files land there.
+pub const SCRATCH_DIR: &str = "/tmp";
+/// The runner image's user (docker/runner.Dockerfile), set explicitly so `runAsNonRoot` holds
+/// for an image whose USER is a name.
+pub const RUNNER_UID: i64 = 65532;
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "roiergasias-operator";
 pub const WORKFLOW_LABEL: &str = "batch.ankursoni.github.io/workflow";
@@ -122,7 +132,7 @@ pub fn job(input: &SplitInput) -> Job {
 
     let mut pod_spec: PodSpec = pod.spec.unwrap_or_default();
     if pod_spec.containers.is_empty() {
-        pod_spec.containers = vec![default_container(input)];
+        default_runner(&mut pod_spec, input);
     }
     if pod_spec.restart_policy.is_none() {
         pod_spec.restart_policy = Some("Never".into());
@@ -164,6 +174,32 @@ pub fn job(input: &SplitInput) -> Job {
     }
 }
 
+/// The default runner container, in a pod that passes the `restricted` Pod Security Standard:
+/// non-root, RuntimeDefault seccomp, no capabilities, read-only root with an emptyDir scratch
+/// directory. Security settings the template already made at pod level are kept.
+fn default_runner(pod_spec: &mut PodSpec, input: &SplitInput) {
+    pod_spec.containers = vec![default_container(input)];
+    let security = pod_spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    security.run_as_non_root.get_or_insert(true);
+    security.run_as_user.get_or_insert(RUNNER_UID);
+    security.run_as_group.get_or_insert(RUNNER_UID);
+    security
+        .seccomp_profile
+        .get_or_insert_with(|| SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        });
+    let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+    volumes.retain(|v| v.name != SCRATCH_VOLUME);
+    volumes.push(Volume {
+        name: SCRATCH_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
+}
+
 /// Runs `/root/roiergasias run` on the mounted file, laid out as the original's manifests do
 /// (`/root/<name>/<name>.yaml`), so both styles read the same.
 fn default_container(input: &SplitInput) -> Container {
@@ -176,10 +212,22 @@ fn default_container(input: &SplitInput) -> Container {
             "run".into(),
             format!("--file=/root/{name}/{}", input.file_name()),
         ]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: VOLUME.into(),
-            mount_path: format!("/root/{name}"),
-            read_only: Some(true),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: VOLUME.into(),
+                mount_path: format!("/root/{name}"),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_DIR.into(),
+                ..Default::default()
+            },
+        ]),
+        env: Some(vec![ContainerEnv {
+            name: "TMPDIR".into(),
+            value: Some(SCRATCH_DIR.into()),
             ..Default::default()
         }]),
         // The runner writes outputs (or its error) there; a crash leaves the log's tail instead.
@@ -188,6 +236,12 @@ fn default_container(input: &SplitInput) -> Container {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
                 ..Default::default()
             }),
             ..Default::default()

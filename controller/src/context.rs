@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use roiergasias_crd::Workflow;
+use tokio::sync::Semaphore;
 
 use crate::cache::Cache;
 use crate::crash::CrashPoints;
@@ -24,6 +25,10 @@ pub struct Context {
     pub policy: Policy,
     /// Consecutive failures per Workflow, for the error back-off.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive write conflicts per Workflow, for their own (shorter) back-off.
+    pub(crate) conflicts: Mutex<HashMap<String, u32>>,
+    /// Parses and plans of specs running at once, on blocking threads: one per core.
+    pub(crate) planning: Arc<Semaphore>,
     /// Per Workflow, the resourceVersions our last reconcile's status writes replaced (one per
     /// chained transition): a reconcile handed one of them (the cache has not yet seen our
     /// writes) is skipped, since the writes' own watch events bring the current one. Saves a
@@ -78,6 +83,10 @@ impl Context {
             crash,
             policy: Policy::default(),
             failures: Mutex::new(HashMap::new()),
+            conflicts: Mutex::new(HashMap::new()),
+            planning: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
             superseded: Mutex::new(HashMap::new()),
             cache: RwLock::new(Cache::default()),
         }
@@ -94,6 +103,9 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("the Workflow has no {0}")]
     Incomplete(&'static str),
+    /// The status to write would not fit under the object limit: the Workflow fails instead.
+    #[error("{0}")]
+    StatusTooLarge(String),
 }
 
 impl Error {
@@ -104,6 +116,7 @@ impl Error {
             Error::Conflict => "conflict",
             Error::Encode(_) => "encode",
             Error::Incomplete(_) => "incomplete",
+            Error::StatusTooLarge(_) => "status_too_large",
         }
     }
 }

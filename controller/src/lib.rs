@@ -1,9 +1,11 @@
 //! The roiergasias operator: reconciles `Workflow`s into one ConfigMap and Job per split.
 //!
-//! Pure parts (no client): [`plan`], [`state`], [`transition`], [`build`], [`names`].
-//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`](mod@write), [`crash`]);
+//! Pure parts (no client): [`plan`], [`state`], [`transition`], [`bounds`], [`build`], [`names`].
+//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`](mod@write), `rederive`,
+//! [`crash`]);
 //! process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
 
+pub mod bounds;
 pub mod build;
 pub mod cache;
 pub mod context;
@@ -15,6 +17,7 @@ pub mod observe;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+mod rederive;
 pub mod state;
 pub mod telemetry;
 pub mod transition;

@@ -2,7 +2,7 @@
 //! its pod's termination message, from the watch caches, else from the API server.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -52,17 +52,65 @@ pub(crate) async fn observe(
                         None => observed.pod_gone = true,
                     }
                 } else if let Some(uid) = job.uid() {
-                    observed.unschedulable = ctx
-                        .cache()
-                        .pods_of(namespace, &uid)
-                        .iter()
-                        .find_map(|pod| unschedulable(pod));
+                    let pods = ctx.cache().pods_of(namespace, &uid);
+                    observed.unschedulable = pods.iter().find_map(|pod| unschedulable(pod));
+                    if pods.is_empty() {
+                        observed.no_pod_yet = true;
+                        if created_a_while_ago(job) {
+                            observed.pod_refused = pod_refused(ctx, namespace, job).await?;
+                        }
+                    }
                 }
                 observed.job_outcome = Some(outcome);
             }
         }
     }
     Ok(observed)
+}
+
+/// A Job gets its pod within moments; one without a pod after this long may have been refused.
+const POD_GRACE: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(2);
+
+fn created_a_while_ago(job: &Job) -> bool {
+    let Some(created) = job.metadata.creation_timestamp.as_ref() else {
+        return true;
+    };
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
+    age >= POD_GRACE
+}
+
+/// The Job controller's latest FailedCreate Event for `job`, when it says admission refused the
+/// pod for good. Refusals that clear by themselves (a quota, a ServiceAccount not created yet)
+/// are not: the Job gets its pod once they clear.
+async fn pod_refused(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<String>, Error> {
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), namespace);
+    let fields = format!(
+        "involvedObject.kind=Job,involvedObject.name={},reason=FailedCreate",
+        job.name_any()
+    );
+    let list = events.list(&ListParams::default().fields(&fields)).await?;
+    let uid = job.uid();
+    let latest = list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.uid == uid)
+        .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    Ok(latest
+        .and_then(|e| e.message)
+        .filter(|message| refused_for_good(message)))
+}
+
+/// Admission refusals that retrying the same pod cannot get past.
+pub fn refused_for_good(message: &str) -> bool {
+    let transient = ["exceeded quota", "error looking up service account"];
+    let refused = [
+        "violates PodSecurity",
+        "denied the request",
+        "is invalid",
+        "is forbidden",
+    ];
+    refused.iter().any(|r| message.contains(r)) && !transient.iter().any(|t| message.contains(t))
 }
 
 pub(crate) fn presence(meta: Option<&ObjectMeta>, uid: &str) -> Presence {
@@ -183,6 +231,26 @@ pub fn termination_message(pod: &Pod) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_that_cannot_clear_count() {
+        for message in [
+            "Error creating: pods \"j-x\" is forbidden: violates PodSecurity \"restricted:latest\": \
+             privileged (container \"c\" must not set securityContext.privileged=true)",
+            "Error creating: admission webhook \"policy.example\" denied the request: no",
+            "Error creating: Pod \"j-x\" is invalid: spec.containers[0].image: Required value",
+        ] {
+            assert!(refused_for_good(message), "{message}");
+        }
+        for message in [
+            "Error creating: pods \"j-x\" is forbidden: exceeded quota: q, requested: pods=1",
+            "Error creating: pods \"j-x\" is forbidden: error looking up service account ns/sa: \
+             serviceaccount \"sa\" not found",
+            "Error creating: etcdserver: request timed out",
+        ] {
+            assert!(!refused_for_good(message), "{message}");
+        }
+    }
 
     #[test]
     fn job_outcome_reads_terminal_conditions_only() {

@@ -17,22 +17,27 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use roiergasias_crd::{Workflow, WorkflowStatus};
-use roiergasias_engine::Split;
+use roiergasias_engine::{EnvVar, Split};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::bounds::{self, status_room};
 use crate::build::{self, SplitInput};
 use crate::context::key;
 pub use crate::context::{Context, Error};
 use crate::names::{SplitNames, split_names};
 use crate::observe::observe;
-use crate::plan::plan;
-use crate::state::{Action, FailReason, Machine, Planned, next_action};
+use crate::plan::{Plan, plan_off_thread};
+use crate::rederive::{Rederived, rederive};
+use crate::state::{Action, FailReason, Machine, Planned, corruption, next_action};
 use crate::telemetry::{ApiWrite, HandoffKey};
 use crate::transition;
 use crate::write::{create, job_named, publish, write_status};
 
 /// A safety net only: Job changes wake the controller through its watch.
 const WAIT_RECHECK: Duration = Duration::from_secs(300);
+/// A Job without a pod yet is looked at again this soon: admission refusing its pod changes
+/// nothing the watches see (only the Job controller's Events say so).
+const POD_RECHECK: Duration = Duration::from_secs(3);
 
 /// Reconciles one Workflow; every log line inside carries its namespace and name.
 pub async fn reconcile(workflow: Arc<Workflow>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -45,10 +50,12 @@ pub async fn reconcile(workflow: Arc<Workflow>, ctx: Arc<Context>) -> Result<Req
         let _timer = ctx.metrics.reconcile_timer();
         let result = reconcile_inner(&workflow, &ctx).await;
         if result.is_ok() {
-            ctx.failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key(&workflow));
+            for counts in [&ctx.failures, &ctx.conflicts] {
+                counts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key(&workflow));
+            }
         }
         result
     }
@@ -57,7 +64,8 @@ pub async fn reconcile(workflow: Arc<Workflow>, ctx: Arc<Context>) -> Result<Req
 }
 
 /// Retries failed reconciles with an exponential back-off per Workflow (never a crash loop);
-/// a write conflict retries at once since a newer version is already on its way.
+/// a write conflict retries soon, since a newer version is already on its way, but backs off
+/// too (50 ms doubling to 5 s, jittered) should conflicts go on.
 pub fn error_policy(workflow: Arc<Workflow>, error: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.record_error(error.kind());
     let span = info_span!(
@@ -67,19 +75,30 @@ pub fn error_policy(workflow: Arc<Workflow>, error: &Error, ctx: Arc<Context>) -
     );
     let _enter = span.enter();
     if matches!(error, Error::Conflict) {
-        debug!(%error, "retrying");
-        return Requeue::requeue(Duration::from_millis(50));
+        let attempt = count(&ctx.conflicts, &workflow);
+        let delay = conflict_backoff(attempt);
+        debug!(%error, attempt, retry_in = ?delay, "retrying");
+        return Requeue::requeue(delay);
     }
-    let attempt = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(key(&workflow)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
+    let attempt = count(&ctx.failures, &workflow);
     let delay = backoff(attempt);
     warn!(%error, attempt, retry_in = ?delay, "reconcile failed");
     Requeue::requeue(delay)
 }
+
+/// One more consecutive failure of `workflow` in `counts`; the new count.
+fn count(
+    counts: &std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    workflow: &Workflow,
+) -> u32 {
+    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+    let n = counts.entry(key(workflow)).or_insert(0);
+    *n = n.saturating_add(1);
+    *n
+}
+
+/// Past this many attempts every schedule is at its cap (and `nth` stays cheap).
+const CAPPED_AFTER: u32 = 32;
 
 /// 500 ms doubling up to 5 minutes, from backon's schedule.
 fn backoff(attempt: u32) -> Duration {
@@ -89,13 +108,28 @@ fn backoff(attempt: u32) -> Duration {
         .with_max_delay(Duration::from_secs(300))
         .without_max_times()
         .build()
-        .nth(attempt.saturating_sub(1) as usize)
+        .nth(attempt.clamp(1, CAPPED_AFTER) as usize - 1)
         .unwrap_or(Duration::from_secs(300))
 }
 
-/// Chained transitions per reconcile at most: Pending → Split(1) → WaitingJob(1) is the longest
-/// run without waiting for a Job; the bound only guards against a loop.
-const MAX_STEPS: usize = 4;
+/// 50 ms doubling up to 5 s, plus up to as much again of jitter so that operators racing on one
+/// Workflow (a leader hand-over) fall apart.
+fn conflict_backoff(attempt: u32) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.clamp(1, CAPPED_AFTER) as usize - 1)
+        .unwrap_or(Duration::from_secs(5))
+}
+
+/// Chained transitions per reconcile at most: (a status re-derived →) WaitingJob(n) → Split(n+1)
+/// → WaitingJob(n+1) is the longest run without waiting for a Job; the bound only guards
+/// against a loop.
+const MAX_STEPS: usize = 5;
 
 /// How one step ended.
 enum Step {
@@ -136,6 +170,13 @@ async fn reconcile_inner(workflow: &Workflow, ctx: &Context) -> Result<Requeue, 
             Ok(Step::Stop(requeue)) => {
                 write_deferred(workflow, ctx, deferred.as_deref()).await?;
                 return Ok(requeue);
+            }
+            Err(Error::StatusTooLarge(message)) => {
+                let current = deferred
+                    .map(|d| *d)
+                    .unwrap_or_else(|| workflow.status_or_default());
+                fail_too_large(workflow, ctx, &current, &message).await?;
+                return Ok(Requeue::await_change());
             }
             Err(error) => {
                 if !matches!(error, Error::Conflict) {
@@ -183,6 +224,25 @@ async fn record_retry(
     .await;
 }
 
+/// A status that would not fit under the object limit: the Workflow fails, its status cut down
+/// to what fits (see [`bounds::shrink_to_fit`]).
+async fn fail_too_large(
+    workflow: &Workflow,
+    ctx: &Context,
+    current: &WorkflowStatus,
+    message: &str,
+) -> Result<(), Error> {
+    let now = Time(Timestamp::now());
+    let reason = FailReason::StatusTooLarge;
+    let new = transition::failed(current, reason, message, &now);
+    let new = bounds::shrink_to_fit(new, status_room(workflow));
+    write_status(workflow, ctx, &new).await?;
+    warn!(reason = reason.as_str(), %message, "workflow failed");
+    let kind = EventType::Warning;
+    publish(ctx, workflow, kind, reason.as_str(), "Fail", message, None).await;
+    Ok(())
+}
+
 async fn write_deferred(
     base: &Workflow,
     ctx: &Context,
@@ -204,6 +264,9 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
     }
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
+    if let Some(why) = corruption(&status, None) {
+        return rederive_step(workflow, ctx, &status, &why).await;
+    }
     let machine = Machine::of(Some(&status));
     // The operator's policy, before anything is built from the spec (at every split, so a stricter
     // policy also stops a Workflow that was running when the operator restarted with it).
@@ -214,21 +277,29 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
         return fail(workflow, ctx, &status, FailReason::Refused, &message, &now).await;
     }
 
-    // The engine's verdict: needed to start (Pending) and to build a split's objects (Split).
-    let splits = match machine {
-        Machine::Pending | Machine::Split(_) => Some(plan(&workflow.spec)),
+    // The engine's verdict: needed to start (Pending) and to build split n's objects (Split(n)).
+    let plan = match machine {
+        Machine::Pending => Some(plan_off_thread(&ctx.planning, &workflow.spec, None).await),
+        Machine::Split(n) => Some(plan_off_thread(&ctx.planning, &workflow.spec, Some(n)).await),
         _ => None,
     };
-    let planned = match (&machine, &splits) {
-        (Machine::Pending, Some(result)) => Some(match result {
-            Ok(splits) => Ok(Planned {
-                nodes: splits.iter().map(|s| s.node.clone()).collect(),
-            }),
-            Err(message) => Err(message.clone()),
-        }),
+    if let Some(Ok(plan)) = &plan
+        && let Some(why) = corruption(&status, Some(plan.nodes.len()))
+    {
+        return rederive_step(workflow, ctx, &status, &why).await;
+    }
+    let planned = match (&machine, &plan) {
+        (Machine::Pending, Some(result)) => Some(
+            result
+                .as_ref()
+                .map(|plan| Planned {
+                    nodes: plan.nodes.clone(),
+                })
+                .map_err(Clone::clone),
+        ),
         _ => None,
     };
-    let names = |n: u32| names_of(workflow, &status, splits.as_ref(), n);
+    let names = |n: u32| names_of(workflow, &status, plan.as_ref(), n);
 
     let current = match machine {
         Machine::Split(n) | Machine::WaitingJob(n) => Some(names(n)),
@@ -248,46 +319,16 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
             split,
             unschedulable,
         } => {
-            let new = transition::waiting(&status, split, unschedulable.as_deref(), &now);
-            if new != status {
-                write_status(workflow, ctx, &new).await?;
-                if unschedulable.is_some() {
-                    let message = new.message.clone().unwrap_or_default();
-                    warn!(split, %message, "split cannot be scheduled");
-                    publish(
-                        ctx,
-                        workflow,
-                        EventType::Warning,
-                        transition::UNSCHEDULABLE,
-                        "Wait",
-                        &message,
-                        Some(job_named(workflow, &names(split).job)),
-                    )
-                    .await;
-                }
-            }
-            Ok(Step::Stop(Requeue::requeue(WAIT_RECHECK)))
-        }
-        Action::Start { nodes } => {
-            let new = transition::started(&status, &nodes, &names, generation(workflow), &now);
-            let on = if new.nodes.is_empty() {
-                String::new()
+            let recheck = if observed.no_pod_yet {
+                POD_RECHECK
             } else {
-                format!(" on nodes {}", new.nodes.join(", "))
+                WAIT_RECHECK
             };
-            info!(splits = nodes.len(), "workflow is valid; starting");
-            publish(
-                ctx,
-                workflow,
-                EventType::Normal,
-                "Started",
-                "Start",
-                &format!("valid workflow: {} split(s){on}", nodes.len()),
-                None,
-            )
-            .await;
-            Ok(Step::Deferred(Box::new(new)))
+            let job = names(split).job;
+            wait(workflow, ctx, &status, split, unschedulable, &job, &now).await?;
+            Ok(Step::Stop(Requeue::requeue(recheck)))
         }
+        Action::Start { nodes } => start(workflow, ctx, &status, &nodes, &names, &now).await,
         Action::Fail { reason, message } => {
             fail(workflow, ctx, &status, reason, &message, &now).await
         }
@@ -296,13 +337,13 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
             config_map,
             job,
         } => {
-            // A split that can't be built fails the workflow: the text is invalid, or status
-            // points past the last split.
-            let this = match &splits {
-                Some(Ok(splits)) => splits.get(split as usize - 1).ok_or_else(|| {
+            // A split that can't be built fails the workflow: the text is invalid (status is
+            // checked against the plan above).
+            let this = match &plan {
+                Some(Ok(plan)) => plan.split.as_ref().ok_or_else(|| {
                     format!(
                         "status points at split {split} but the workflow has {} split(s)",
-                        splits.len()
+                        plan.nodes.len()
                     )
                 }),
                 Some(Err(message)) => Err(format!("invalid workflow:\n{message}")),
@@ -322,102 +363,226 @@ async fn step(workflow: &Workflow, status: WorkflowStatus, ctx: &Context) -> Res
                     .await;
                 }
             };
-            create_split(
-                workflow,
-                ctx,
-                &status,
-                this,
-                &names(split),
+            let objects = Create {
                 config_map,
                 job,
-                &now,
-            )
-            .await
+                names: &names(split),
+            };
+            create_split(workflow, ctx, &status, this, objects, &now).await
         }
         Action::Advance {
             split,
             outputs,
             ignored_message,
         } => {
-            let total = status.total_splits.unwrap_or(1);
-            let handoff = HandoffKey {
-                workflow_uid: uid.clone(),
-                split: split as usize,
+            let done = Done {
+                split,
+                outputs: &outputs,
+                ignored_message,
+                names: &names(split),
             };
-            if split < total {
-                ctx.metrics.handoff_started(handoff.clone());
-            }
-            let new = match transition::advanced(&status, split, &outputs, &now) {
-                Ok(new) => new,
-                Err(message) => {
-                    ctx.metrics.handoff_cancelled(&handoff);
-                    return fail(
-                        workflow,
-                        ctx,
-                        &status,
-                        FailReason::OutputsTooLarge,
-                        &message,
-                        &now,
-                    )
-                    .await;
-                }
-            };
-            ctx.crash.at("advance", split);
-            if let Some(message) = ignored_message {
-                publish(
-                    ctx,
-                    workflow,
-                    EventType::Warning,
-                    "OutputsIgnored",
-                    "CollectOutputs",
-                    &message,
-                    Some(job_named(workflow, &names(split).job)),
-                )
-                .await;
-            }
-            let names = names(split);
-            if split >= total {
-                write_status(workflow, ctx, &new).await?;
-                info!("all splits succeeded");
-                publish(
-                    ctx,
-                    workflow,
-                    EventType::Normal,
-                    "Succeeded",
-                    "Complete",
-                    &format!(
-                        "Job {} completed; all {total} split(s) succeeded",
-                        names.job
-                    ),
-                    Some(job_named(workflow, &names.job)),
-                )
-                .await;
-                Ok(Step::Wrote)
-            } else {
-                info!(split, outputs = outputs.len(), "split succeeded");
-                publish(
-                    ctx,
-                    workflow,
-                    EventType::Normal,
-                    "SplitSucceeded",
-                    "Advance",
-                    &format!(
-                        "split {split}/{total}: Job {} completed{}; starting split {}",
-                        names.job,
-                        if outputs.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", carrying {} output(s)", outputs.len())
-                        },
-                        split + 1
-                    ),
-                    Some(job_named(workflow, &names.job)),
-                )
-                .await;
-                Ok(Step::Deferred(Box::new(new)))
-            }
+            advance(workflow, ctx, &status, done, &now).await
         }
     }
+}
+
+/// A corrupt status (why: `why`) → one re-derived from the spec and the cluster, deferred so the
+/// next step acts on it at once.
+async fn rederive_step(
+    workflow: &Workflow,
+    ctx: &Context,
+    status: &WorkflowStatus,
+    why: &str,
+) -> Result<Step, Error> {
+    warn!(%why, "status is inconsistent; re-deriving it from the spec and the cluster");
+    let now = Time(Timestamp::now());
+    match rederive(workflow, ctx, status, why).await? {
+        Rederived::Invalid(message) => {
+            let message = format!("invalid workflow:\n{message}");
+            fail(
+                workflow,
+                ctx,
+                status,
+                FailReason::InvalidWorkflow,
+                &message,
+                &now,
+            )
+            .await
+        }
+        Rederived::Status(new) => {
+            let message = new.message.clone().unwrap_or_default();
+            let kind = EventType::Warning;
+            publish(
+                ctx,
+                workflow,
+                kind,
+                "StatusRederived",
+                "Rederive",
+                &message,
+                None,
+            )
+            .await;
+            Ok(Step::Deferred(new))
+        }
+    }
+}
+
+/// WaitingJob(n), Job running: status says whether its pod cannot be scheduled.
+async fn wait(
+    workflow: &Workflow,
+    ctx: &Context,
+    status: &WorkflowStatus,
+    split: u32,
+    unschedulable: Option<String>,
+    job: &str,
+    now: &Time,
+) -> Result<(), Error> {
+    let new = transition::waiting(status, split, unschedulable.as_deref(), now);
+    if new == *status {
+        return Ok(());
+    }
+    write_status(workflow, ctx, &new).await?;
+    if unschedulable.is_some() {
+        let message = new.message.clone().unwrap_or_default();
+        warn!(split, %message, "split cannot be scheduled");
+        publish(
+            ctx,
+            workflow,
+            EventType::Warning,
+            transition::UNSCHEDULABLE,
+            "Wait",
+            &message,
+            Some(job_named(workflow, job)),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Pending → Split(1), unless the run's status could not hold every split to the end.
+async fn start(
+    workflow: &Workflow,
+    ctx: &Context,
+    status: &WorkflowStatus,
+    nodes: &[Option<String>],
+    names: &(dyn Fn(u32) -> SplitNames + Sync),
+    now: &Time,
+) -> Result<Step, Error> {
+    let new = transition::started(status, nodes, names, generation(workflow), now);
+    let namespace = workflow.namespace().unwrap_or_default();
+    if let Err(message) = bounds::start_within(status_room(workflow), &new, &namespace) {
+        return fail(
+            workflow,
+            ctx,
+            status,
+            FailReason::StatusTooLarge,
+            &message,
+            now,
+        )
+        .await;
+    }
+    let on = if new.nodes.is_empty() {
+        String::new()
+    } else {
+        format!(" on nodes {}", new.nodes.join(", "))
+    };
+    info!(splits = nodes.len(), "workflow is valid; starting");
+    publish(
+        ctx,
+        workflow,
+        EventType::Normal,
+        "Started",
+        "Start",
+        &format!("valid workflow: {} split(s){on}", nodes.len()),
+        None,
+    )
+    .await;
+    Ok(Step::Deferred(Box::new(new)))
+}
+
+/// What Job n left: its outputs, and why any were not carried.
+struct Done<'a> {
+    split: u32,
+    outputs: &'a [EnvVar],
+    ignored_message: Option<String>,
+    names: &'a SplitNames,
+}
+
+/// WaitingJob(n) → Split(n+1) (deferred: written with WaitingJob(n+1)) or Done(Succeeded).
+async fn advance(
+    workflow: &Workflow,
+    ctx: &Context,
+    status: &WorkflowStatus,
+    done: Done<'_>,
+    now: &Time,
+) -> Result<Step, Error> {
+    let Done { split, names, .. } = done;
+    let uid = workflow.uid().unwrap_or_default();
+    let total = status.total_splits.unwrap_or(1);
+    let handoff = HandoffKey {
+        workflow_uid: uid,
+        split: split as usize,
+    };
+    if split < total {
+        ctx.metrics.handoff_started(handoff.clone());
+    }
+    let namespace = workflow.namespace().unwrap_or_default();
+    let room = status_room(workflow);
+    let new = match bounds::advanced_within(room, status, split, done.outputs, now, &namespace) {
+        Ok(new) => new,
+        Err((reason, message)) => {
+            ctx.metrics.handoff_cancelled(&handoff);
+            return fail(workflow, ctx, status, reason, &message, now).await;
+        }
+    };
+    ctx.crash.at("advance", split);
+    let job = Some(job_named(workflow, &names.job));
+    if let Some(message) = done.ignored_message {
+        let (kind, reason) = (EventType::Warning, "OutputsIgnored");
+        publish(
+            ctx,
+            workflow,
+            kind,
+            reason,
+            "CollectOutputs",
+            &message,
+            job.clone(),
+        )
+        .await;
+    }
+    if split >= total {
+        write_status(workflow, ctx, &new).await?;
+        info!("all splits succeeded");
+        let message = format!(
+            "Job {} completed; all {total} split(s) succeeded",
+            names.job
+        );
+        let kind = EventType::Normal;
+        publish(ctx, workflow, kind, "Succeeded", "Complete", &message, job).await;
+        return Ok(Step::Wrote);
+    }
+    info!(split, outputs = done.outputs.len(), "split succeeded");
+    let carrying = match done.outputs.len() {
+        0 => String::new(),
+        n => format!(", carrying {n} output(s)"),
+    };
+    let message = format!(
+        "split {split}/{total}: Job {} completed{carrying}; starting split {}",
+        names.job,
+        split + 1
+    );
+    let kind = EventType::Normal;
+    publish(
+        ctx,
+        workflow,
+        kind,
+        "SplitSucceeded",
+        "Advance",
+        &message,
+        job,
+    )
+    .await;
+    Ok(Step::Deferred(Box::new(new)))
 }
 
 fn generation(workflow: &Workflow) -> Option<i64> {
@@ -429,7 +594,7 @@ fn generation(workflow: &Workflow) -> Option<i64> {
 fn names_of(
     workflow: &Workflow,
     status: &WorkflowStatus,
-    splits: Option<&Result<Vec<Split>, String>>,
+    plan: Option<&Result<Plan, String>>,
     n: u32,
 ) -> SplitNames {
     if let Some(record) = status.splits.iter().find(|r| r.index == n)
@@ -440,8 +605,12 @@ fn names_of(
             job: job.clone(),
         };
     }
-    let node = match splits {
-        Some(Ok(splits)) => splits.get(n as usize - 1).and_then(|s| s.node.clone()),
+    let node = match plan {
+        Some(Ok(plan)) => plan
+            .nodes
+            .get((n as usize).wrapping_sub(1))
+            .cloned()
+            .flatten(),
         _ => status
             .splits
             .iter()
@@ -456,18 +625,27 @@ fn names_of(
     )
 }
 
+/// Which of split n's objects to create.
+struct Create<'a> {
+    config_map: bool,
+    job: bool,
+    names: &'a SplitNames,
+}
+
 /// Split(n) → WaitingJob(n): ConfigMap n, then Job n, then the status.
-#[allow(clippy::too_many_arguments)]
 async fn create_split(
     workflow: &Workflow,
     ctx: &Context,
     status: &WorkflowStatus,
     split: &Split,
-    names: &SplitNames,
-    create_config_map: bool,
-    create_job: bool,
+    objects: Create<'_>,
     now: &Time,
 ) -> Result<Step, Error> {
+    let Create {
+        config_map: create_config_map,
+        job: create_job,
+        names,
+    } = objects;
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
     let n = split.index as u32;
@@ -557,7 +735,8 @@ async fn fail(
     let new = transition::failed(status, reason, message, now);
     write_status(workflow, ctx, &new).await?;
     if let Some(uid) = workflow.uid() {
-        for split in 0..=status.total_splits.unwrap_or(0) as usize {
+        // Bounded by the records, not by totalSplits, which a hand edit can make anything.
+        for split in 0..=status.splits.len() {
             ctx.metrics.handoff_cancelled(&HandoffKey {
                 workflow_uid: uid.clone(),
                 split,
@@ -596,5 +775,23 @@ mod tests {
         );
         assert!(later > first, "{later:?} vs {first:?}");
         assert!(backoff(100) <= Duration::from_secs(300));
+        assert_eq!(
+            backoff(u32::MAX),
+            Duration::from_secs(300),
+            "no walk to 4e9"
+        );
+    }
+
+    #[test]
+    fn conflicts_back_off_from_50_ms_to_a_cap() {
+        for _ in 0..20 {
+            let first = conflict_backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let tenth = conflict_backoff(10);
+            assert!(tenth >= Duration::from_secs(5) && tenth <= Duration::from_secs(10));
+            assert!(conflict_backoff(u32::MAX) <= Duration::from_secs(10));
+        }
+        let growing: Vec<Duration> = (1..=5).map(conflict_backoff).collect();
+        assert!(growing[4] >= Duration::from_millis(800), "{growing:?}");
     }
 }

@@ -71,6 +71,12 @@ pub struct Observed {
     /// The scheduler's reason when the running Job's pod fits no node (say, no node carries the
     /// split's label).
     pub unschedulable: Option<String>,
+    /// Why the running Job cannot create its pod, when admission refused it for good (Pod
+    /// Security, a validating webhook): the Job controller's FailedCreate Event. The Job itself
+    /// never fails for this; it retries forever.
+    pub pod_refused: Option<String>,
+    /// The running Job has no pod yet, so a refusal may still come: look again soon.
+    pub no_pod_yet: bool,
 }
 
 impl Default for Observed {
@@ -82,6 +88,8 @@ impl Default for Observed {
             pod_message: None,
             pod_gone: false,
             unschedulable: None,
+            pod_refused: None,
+            no_pod_yet: false,
         }
     }
 }
@@ -133,6 +141,10 @@ pub enum FailReason {
     Rejected,
     /// Carried outputs grew past what a status and ConfigMap can hold.
     OutputsTooLarge,
+    /// The status would outgrow the object limit (see `crate::bounds`).
+    StatusTooLarge,
+    /// The pod template was refused by admission (Pod Security, a quota, a webhook).
+    PodRefused,
     /// The operator's policy refuses what the jobTemplate asks for (see `crate::policy`).
     Refused,
 }
@@ -146,6 +158,8 @@ impl FailReason {
             FailReason::JobDeleted => "JobDeleted",
             FailReason::Rejected => "Rejected",
             FailReason::OutputsTooLarge => "OutputsTooLarge",
+            FailReason::StatusTooLarge => "StatusTooLarge",
+            FailReason::PodRefused => "PodRefused",
             FailReason::Refused => "Refused",
         }
     }
@@ -199,6 +213,15 @@ pub fn next_action(
                 Presence::Ours => {}
             }
             match &observed.job_outcome {
+                None | Some(JobOutcome::Running) if observed.pod_refused.is_some() => {
+                    Action::Fail {
+                        reason: FailReason::PodRefused,
+                        message: format!(
+                            "split {n}: Job {job} cannot create its pod: {}",
+                            observed.pod_refused.as_deref().unwrap_or_default()
+                        ),
+                    }
+                }
                 None | Some(JobOutcome::Running) => Action::Wait {
                     split: n,
                     unschedulable: observed.unschedulable.clone(),
@@ -245,6 +268,59 @@ pub fn next_action(
             }
         }
     }
+}
+
+/// Why `status` cannot be one this operator wrote, if it cannot: a hand edit, or a bug. Such a
+/// status is never acted on or looped over; the caller re-derives it from the spec and the
+/// cluster. `planned` is the number of splits of the spec, when known. Pending (re-planned from
+/// the spec anyway) and Done (never acted on) need no check.
+pub fn corruption(status: &WorkflowStatus, planned: Option<usize>) -> Option<String> {
+    if !matches!(
+        status.state,
+        Some(MachineState::Split | MachineState::WaitingJob)
+    ) {
+        return None;
+    }
+    let Some(total) = status.total_splits else {
+        return Some("totalSplits is missing".into());
+    };
+    let total = total as usize;
+    if total == 0 || total > crate::plan::MAX_SPLITS {
+        return Some(format!(
+            "totalSplits {total} is not between 1 and {}",
+            crate::plan::MAX_SPLITS
+        ));
+    }
+    if let Some(planned) = planned
+        && planned != total
+    {
+        return Some(format!(
+            "totalSplits {total}, but the workflow has {planned} split(s)"
+        ));
+    }
+    if status.splits.len() != total {
+        return Some(format!(
+            "{} split record(s) for totalSplits {total}",
+            status.splits.len()
+        ));
+    }
+    match status.current_split {
+        Some(n) if n >= 1 && n as usize <= total => {}
+        other => {
+            return Some(format!(
+                "currentSplit {other:?} is not between 1 and totalSplits {total}"
+            ));
+        }
+    }
+    let misplaced = status
+        .splits
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.index as usize != i + 1);
+    if let Some((i, record)) = misplaced {
+        return Some(format!("split record {} has index {}", i + 1, record.index));
+    }
+    None
 }
 
 fn conflict(kind: &str, name: &str, owner: &str) -> Action {

@@ -13,7 +13,8 @@ use crate::names::SplitNames;
 use crate::state::FailReason;
 
 /// Carried outputs are written into every later ConfigMap and kept in status: bounded so both stay
-/// far below their limits (1 MiB and 1.5 MB) even for long workflows.
+/// below their limits (1 MiB and 1.5 MiB). Counted as JSON, as status stores them: escaping can
+/// make a value up to six times its length (`\u0001`).
 pub const MAX_CARRIED_BYTES: usize = 256 * 1024;
 /// Longer messages are cut: they are for people, and status must stay small.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
@@ -169,15 +170,11 @@ pub fn advanced(
 ) -> Result<WorkflowStatus, String> {
     let mut status = old.clone();
     merge_outputs(&mut status.environment, outputs);
-    let size: usize = status
-        .environment
-        .iter()
-        .map(|v| v.name.len() + v.value.len())
-        .sum();
+    let size = crate::bounds::json_len(&status.environment);
     if size > MAX_CARRIED_BYTES {
         return Err(format!(
-            "split {n}: the outputs carried to later splits total {size} bytes, more than the \
-             {MAX_CARRIED_BYTES} allowed; pass large data through a volume instead"
+            "split {n}: the outputs carried to later splits take {size} bytes as JSON, more \
+             than the {MAX_CARRIED_BYTES} allowed; pass large data through a volume instead"
         ));
     }
     if let Some(record) = record_mut(&mut status, n) {
@@ -215,6 +212,45 @@ pub fn advanced(
         status.message = Some(format!("split {n} succeeded; starting split {}", n + 1));
     }
     Ok(status)
+}
+
+/// A corrupt status (see `state::corruption`, for the reason `why`) → a consistent one from the
+/// plan (`nodes`) and this Workflow's Jobs by split: the latest split with a Job is the current
+/// one, WaitingJob (the earlier ones ran before it, so they succeeded); without Jobs, Split(1).
+/// The carried environment is kept: it is all that is left of the earlier pods' outputs.
+pub fn rederived(
+    old: &WorkflowStatus,
+    nodes: &[Option<String>],
+    names: &dyn Fn(u32) -> SplitNames,
+    generation: Option<i64>,
+    jobs: &std::collections::BTreeMap<u32, ObjectReference>,
+    why: &str,
+    now: &Time,
+) -> WorkflowStatus {
+    let base = WorkflowStatus {
+        conditions: old.conditions.clone(),
+        ..Default::default()
+    };
+    let mut status = started(&base, nodes, names, generation, now);
+    status.environment = old.environment.clone();
+    if let Some(start) = &old.start_time {
+        status.start_time = Some(start.clone());
+    }
+    if let Some((&n, job)) = jobs.iter().next_back() {
+        for record in status.splits.iter_mut().filter(|r| r.index < n) {
+            record.phase = Some(SplitPhase::Succeeded);
+        }
+        status.successful_jobs = jobs.range(..n).map(|(_, job)| job.clone()).collect();
+        status = job_created(&status, n, job.clone(), now);
+    }
+    status.message = Some(truncate(
+        &format!(
+            "status was inconsistent ({why}); re-derived from the spec and the cluster: {}",
+            status.message.as_deref().unwrap_or_default()
+        ),
+        MAX_MESSAGE_BYTES,
+    ));
+    status
 }
 
 /// Any state, after an error that will be retried: the message says so; nothing else changes.

@@ -8,6 +8,7 @@ use roiergasias_crd::{Workflow, WorkflowStatus};
 use serde_json::{Value, json};
 use tracing::{Instrument, warn};
 
+use crate::bounds;
 use crate::context::{Context, Error, key};
 use crate::observe::presence;
 use crate::state::{FailReason, Presence};
@@ -72,8 +73,12 @@ pub(crate) fn conflict_message(kind: &str, name: &str, owner: &str) -> String {
     )
 }
 
-/// Writes the whole status as one merge patch, conditional on the resourceVersion read: a
-/// reconcile working from a stale copy gets a conflict instead of undoing a newer transition.
+/// Writes what changed in the status as one JSON Patch (RFC 6902), conditional on the
+/// resourceVersion read: a reconcile working from a stale copy gets a conflict instead of undoing
+/// a newer transition. A hand-off changes a few fields of two split records, so the patch stays
+/// small however many splits there are (a merge patch would re-send every record: lists are
+/// replaced whole). A status that would not fit under the object limit is not sent:
+/// [`Error::StatusTooLarge`].
 pub(crate) async fn write_status(
     workflow: &Workflow,
     ctx: &Context,
@@ -82,21 +87,38 @@ pub(crate) async fn write_status(
     let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
     let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &namespace);
     let new = transition::observed(new.clone(), workflow.metadata.generation);
-    let patch = json!({
-        "metadata": { "resourceVersion": workflow.resource_version() },
-        "status": status_patch(workflow.status.as_ref(), &new)?,
-    });
-    match api
-        .patch_status(
-            &workflow.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
+    bounds::check(bounds::status_room(workflow), &new, WRITE_HINT)
+        .map_err(Error::StatusTooLarge)?;
+    let rv = workflow.resource_version();
+    let patch = status_patch(workflow.status.as_ref(), &new, rv.as_deref())?;
+    let mut bytes = serde_json::to_vec(&patch)?.len();
+    let name = workflow.name_any();
+    let params = PatchParams::default();
+    let mut result = api
+        .patch_status(&name, &params, &Patch::Json::<()>(patch))
+        .await;
+    if let Err(kube::Error::Api(status)) = &result
+        && status.code == 422
     {
+        // The patch did not apply: either the object moved on (a conflict in disguise), or its
+        // stored status differs from what we read (a hand edit); then send it whole.
+        if api.get(&name).await?.resource_version() != rv {
+            return Err(Error::Conflict);
+        }
+        let whole = json!({
+            "metadata": { "resourceVersion": rv },
+            "status": merge_patch(workflow.status.as_ref(), &new)?,
+        });
+        bytes = serde_json::to_vec(&whole)?.len();
+        result = api
+            .patch_status(&name, &params, &Patch::Merge(&whole))
+            .await;
+    }
+    match result {
         Ok(_) => {
             ctx.metrics.count_write(ApiWrite::Status);
-            if let Some(old) = workflow.resource_version() {
+            ctx.metrics.count_status_patch(bytes);
+            if let Some(old) = rv {
                 ctx.superseded
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -111,8 +133,34 @@ pub(crate) async fn write_status(
     }
 }
 
+const WRITE_HINT: &str = "the Workflow fails rather than retry a write that cannot succeed";
+
+/// The JSON Patch from `old` to `new`: the resourceVersion precondition, then what changed.
+pub fn status_patch(
+    old: Option<&WorkflowStatus>,
+    new: &WorkflowStatus,
+    resource_version: Option<&str>,
+) -> Result<json_patch::Patch, Error> {
+    let before = match old {
+        Some(old) => json!({ "status": old }),
+        None => json!({}),
+    };
+    let after = json!({ "status": new });
+    let mut ops = match resource_version {
+        Some(rv) => {
+            serde_json::from_value::<json_patch::Patch>(json!([
+                { "op": "replace", "path": "/metadata/resourceVersion", "value": rv }
+            ]))?
+            .0
+        }
+        None => Vec::new(),
+    };
+    ops.extend(json_patch::diff(&before, &after).0);
+    Ok(json_patch::Patch(ops))
+}
+
 /// The new status as a merge patch over the old one: fields that disappeared become null.
-pub fn status_patch(old: Option<&WorkflowStatus>, new: &WorkflowStatus) -> Result<Value, Error> {
+pub fn merge_patch(old: Option<&WorkflowStatus>, new: &WorkflowStatus) -> Result<Value, Error> {
     let mut patch = serde_json::to_value(new)?;
     if let (Some(old), Value::Object(fields)) = (old, &mut patch)
         && let Value::Object(old) = serde_json::to_value(old)?
@@ -175,6 +223,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hand_off_patches_only_what_changed_however_many_splits() {
+        use crate::names::split_names;
+        use crate::transition::{advanced, job_created, started};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+        let now = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let nodes: Vec<Option<String>> = (0..1000).map(|i| Some(format!("node{i}"))).collect();
+        let names = |n: u32| split_names("wf", "w", n, nodes[n as usize - 1].as_deref());
+        let job = |n: u32| ObjectReference {
+            name: Some(names(n).job),
+            uid: Some(format!("uid-{n}")),
+            ..Default::default()
+        };
+        let mut status = started(&WorkflowStatus::default(), &nodes, &names, Some(1), &now);
+        status = job_created(&status, 1, job(1), &now);
+        for n in 1..500 {
+            status = advanced(&status, n, &[], &now).unwrap();
+            status = job_created(&status, n + 1, job(n + 1), &now);
+        }
+        let before = status.clone();
+        let after = advanced(&before, 500, &[], &now).unwrap();
+        let after = job_created(&after, 501, job(501), &now);
+        let patch = status_patch(Some(&before), &after, Some("42")).unwrap();
+        let bytes = serde_json::to_vec(&patch).unwrap().len();
+        let whole = serde_json::to_vec(&merge_patch(Some(&before), &after).unwrap())
+            .unwrap()
+            .len();
+        assert!(
+            bytes < 2048,
+            "{bytes} bytes: {}",
+            serde_json::to_string(&patch).unwrap()
+        );
+        assert!(
+            whole > 100 * bytes,
+            "a merge patch re-sends every record: {whole} bytes"
+        );
+        // Applied to what was read, it gives exactly the new status, behind the precondition.
+        let mut doc = json!({ "metadata": { "resourceVersion": "41" }, "status": before });
+        json_patch::patch(&mut doc, &patch).unwrap();
+        assert_eq!(doc["metadata"]["resourceVersion"], "42");
+        let patched: WorkflowStatus = serde_json::from_value(doc["status"].clone()).unwrap();
+        assert_eq!(patched, after);
+    }
+
+    #[test]
+    fn the_first_write_adds_the_whole_status() {
+        let new = WorkflowStatus {
+            message: Some("new".into()),
+            ..Default::default()
+        };
+        let patch = status_patch(None, &new, None).unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([{ "op": "add", "path": "/status", "value": { "message": "new" } }])
+        );
+    }
+
+    #[test]
     fn status_patch_nulls_fields_that_disappeared() {
         let old = WorkflowStatus {
             message: Some("old".into()),
@@ -185,8 +291,8 @@ mod tests {
             message: Some("new".into()),
             ..Default::default()
         };
-        let patch = status_patch(Some(&old), &new).unwrap();
+        let patch = merge_patch(Some(&old), &new).unwrap();
         assert_eq!(patch, json!({"message": "new", "currentNode": null}));
-        assert_eq!(status_patch(None, &new).unwrap(), json!({"message": "new"}));
+        assert_eq!(merge_patch(None, &new).unwrap(), json!({"message": "new"}));
     }
 }

@@ -174,11 +174,172 @@ fn default_job_runs_the_runner_on_the_mounted_file_and_never_retries() {
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     let volumes = pod.volumes.as_ref().unwrap();
-    assert_eq!(volumes.len(), 1);
-    assert_eq!(
-        volumes[0].config_map.as_ref().unwrap().name,
-        "demo-hello-world"
+    let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, [SCRATCH_VOLUME, VOLUME]);
+    let yaml = volumes.iter().find(|v| v.name == VOLUME).unwrap();
+    assert_eq!(yaml.config_map.as_ref().unwrap().name, "demo-hello-world");
+}
+
+/// What the `restricted` Pod Security Standard (v1.36) refuses in a pod spec, one line per
+/// violation; empty when the pod passes.
+fn restricted_violations(pod: &PodSpec) -> Vec<String> {
+    let mut found = Vec::new();
+    let pod_sc = pod.security_context.clone().unwrap_or_default();
+    for (field, value) in [
+        ("hostNetwork", pod.host_network),
+        ("hostPID", pod.host_pid),
+        ("hostIPC", pod.host_ipc),
+    ] {
+        if value == Some(true) {
+            found.push(field.to_owned());
+        }
+    }
+    for v in pod.volumes.iter().flatten() {
+        let allowed = v.config_map.is_some()
+            || v.empty_dir.is_some()
+            || v.secret.is_some()
+            || v.projected.is_some()
+            || v.downward_api.is_some()
+            || v.persistent_volume_claim.is_some()
+            || v.ephemeral.is_some()
+            || v.csi.is_some();
+        if !allowed {
+            found.push(format!("volume {} has a restricted type", v.name));
+        }
+    }
+    let pod_seccomp = pod_sc.seccomp_profile.as_ref().map(|p| p.type_.as_str());
+    let containers = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c.security_context.clone().unwrap_or_default();
+        let name = &c.name;
+        if sc.privileged == Some(true) {
+            found.push(format!("{name}: privileged"));
+        }
+        if sc.allow_privilege_escalation != Some(false) {
+            found.push(format!("{name}: allowPrivilegeEscalation != false"));
+        }
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        if !caps.drop.iter().flatten().any(|d| d == "ALL") {
+            found.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        if caps.add.iter().flatten().any(|a| a != "NET_BIND_SERVICE") {
+            found.push(format!("{name}: adds capabilities"));
+        }
+        if sc.run_as_non_root.or(pod_sc.run_as_non_root) != Some(true) {
+            found.push(format!("{name}: runAsNonRoot != true"));
+        }
+        if sc.run_as_user.or(pod_sc.run_as_user) == Some(0) {
+            found.push(format!("{name}: runAsUser 0"));
+        }
+        let seccomp = sc
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.as_str())
+            .or(pod_seccomp);
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+            found.push(format!("{name}: seccompProfile {seccomp:?}"));
+        }
+        if c.ports
+            .iter()
+            .flatten()
+            .any(|p| p.host_port.is_some_and(|h| h != 0))
+        {
+            found.push(format!("{name}: hostPort"));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_default_pod_passes_the_restricted_pod_security_standard() {
+    for (yaml, split) in [(SINGLE, 1), (MULTI, 2)] {
+        let built = build(&workflow(yaml, None), split, &[]);
+        let pod = pod_spec(&built.job);
+        assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{pod:#?}");
+    }
+    // The checker itself catches what the standard refuses: the original's template (root,
+    // no securityContext) fails it.
+    let original = build(&workflow(MULTI, Some(original_template())), 1, &[]);
+    let violations = restricted_violations(pod_spec(&original.job));
+    assert!(
+        violations.iter().any(|v| v.contains("runAsNonRoot"))
+            && violations.iter().any(|v| v.contains("seccompProfile")),
+        "{violations:?}"
     );
+}
+
+#[test]
+fn the_default_runner_has_a_read_only_root_and_a_scratch_dir_named_by_tmpdir() {
+    let built = build(&workflow(SINGLE, None), 1, &[]);
+    let pod = pod_spec(&built.job);
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let env = c.env.as_ref().unwrap();
+    let tmpdir = env.iter().find(|e| e.name == "TMPDIR").unwrap();
+    assert_eq!(tmpdir.value.as_deref(), Some(SCRATCH_DIR));
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == SCRATCH_DIR)
+        .expect("TMPDIR is a mount");
+    assert_eq!(mount.name, SCRATCH_VOLUME);
+    assert_ne!(mount.read_only, Some(true));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == SCRATCH_VOLUME)
+        .unwrap();
+    assert!(volume.empty_dir.is_some(), "{volume:?}");
+    let pod_sc = pod.security_context.as_ref().unwrap();
+    assert_eq!(pod_sc.run_as_user, Some(RUNNER_UID));
+}
+
+#[test]
+fn a_template_without_containers_keeps_its_own_pod_security_choices() {
+    let wf = workflow(
+        SINGLE,
+        Some(serde_json::json!({
+            "spec": {"template": {"spec": {
+                "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+                "volumes": [{"name": SCRATCH_VOLUME, "hostPath": {"path": "/x"}}]
+            }}}
+        })),
+    );
+    let built = build(&wf, 1, &[]);
+    let pod = pod_spec(&built.job);
+    let sc = pod.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(1000));
+    assert_eq!(sc.fs_group, Some(2000));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    let scratch: Vec<_> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.name == SCRATCH_VOLUME)
+        .collect();
+    assert_eq!(scratch.len(), 1);
+    assert!(scratch[0].empty_dir.is_some() && scratch[0].host_path.is_none());
+}
+
+#[test]
+fn a_template_with_its_own_containers_gets_no_security_settings_added() {
+    let built = build(&workflow(MULTI, Some(original_template())), 1, &[]);
+    let pod = pod_spec(&built.job);
+    assert_eq!(pod.security_context, None);
+    assert!(
+        !pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == SCRATCH_VOLUME),
+        "the original's pods are left as written"
+    );
+    assert_eq!(pod.containers[0].security_context, None);
 }
 
 #[test]

@@ -404,3 +404,105 @@ fn a_finished_job_whose_pod_is_gone_says_so() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_refused_pod_fails_the_workflow_with_admissions_reason() {
+    let observed = Observed {
+        job: Presence::Ours,
+        job_outcome: Some(JobOutcome::Running),
+        pod_refused: Some("pods \"p\" is forbidden: violates PodSecurity".into()),
+        ..Default::default()
+    };
+    match decide(Machine::WaitingJob(2), &observed) {
+        Action::Fail { reason, message } => {
+            assert_eq!(reason, FailReason::PodRefused);
+            assert_eq!(
+                message,
+                "split 2: Job wf-2-node cannot create its pod: pods \"p\" is forbidden: violates PodSecurity"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn consistent() -> WorkflowStatus {
+    use roiergasias_crd::SplitRecord;
+    WorkflowStatus {
+        state: Some(MachineState::WaitingJob),
+        current_split: Some(2),
+        total_splits: Some(3),
+        splits: (1..=3)
+            .map(|index| SplitRecord {
+                index,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_status_this_operator_wrote_is_not_corrupt() {
+    assert_eq!(corruption(&consistent(), None), None);
+    assert_eq!(corruption(&consistent(), Some(3)), None);
+    // Pending and Done are never acted on from status.
+    let done = WorkflowStatus {
+        state: Some(MachineState::Done),
+        total_splits: Some(4_000_000_000),
+        ..Default::default()
+    };
+    assert_eq!(corruption(&done, None), None);
+    assert_eq!(corruption(&WorkflowStatus::default(), Some(1)), None);
+}
+
+#[test]
+fn absurd_or_inconsistent_status_is_corrupt() {
+    let edited = |edit: fn(&mut WorkflowStatus)| {
+        let mut s = consistent();
+        edit(&mut s);
+        s
+    };
+    let cases: [(WorkflowStatus, Option<usize>, &str); 7] = [
+        (
+            edited(|s| s.total_splits = Some(4_000_000_000)),
+            None,
+            "totalSplits 4000000000 is not between 1 and 1000",
+        ),
+        (
+            edited(|s| s.total_splits = None),
+            None,
+            "totalSplits is missing",
+        ),
+        (
+            consistent(),
+            Some(2),
+            "totalSplits 3, but the workflow has 2 split(s)",
+        ),
+        (
+            edited(|s| {
+                s.splits.pop();
+            }),
+            None,
+            "2 split record(s) for totalSplits 3",
+        ),
+        (
+            edited(|s| s.current_split = Some(4)),
+            None,
+            "currentSplit Some(4) is not between 1 and totalSplits 3",
+        ),
+        (
+            edited(|s| s.current_split = None),
+            None,
+            "currentSplit None",
+        ),
+        (
+            edited(|s| s.splits[2].index = 7),
+            None,
+            "split record 3 has index 7",
+        ),
+    ];
+    for (status, planned, expected) in cases {
+        let why = corruption(&status, planned).unwrap_or_else(|| panic!("{status:?}"));
+        assert!(why.starts_with(expected), "{why} vs {expected}");
+    }
+}

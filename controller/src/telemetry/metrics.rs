@@ -99,6 +99,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     handoff: Histogram,
     api_writes: Family<WriteLabels, Counter>,
+    status_patch_bytes: Counter,
     handoff_starts: Mutex<HashMap<HandoffKey, Instant>>,
 }
 
@@ -157,6 +158,12 @@ impl Metrics {
             "Writes the operator made to the Kubernetes API, by kind",
             api_writes.clone(),
         );
+        let status_patch_bytes = Counter::default();
+        registry.register(
+            "status_patch_bytes",
+            "Bytes of the status patches the operator sent (divide by api_writes{kind=\"status\"})",
+            status_patch_bytes.clone(),
+        );
 
         Self {
             registry,
@@ -166,6 +173,7 @@ impl Metrics {
             reconcile_duration,
             handoff,
             api_writes,
+            status_patch_bytes,
             handoff_starts: Mutex::new(HashMap::new()),
         }
     }
@@ -247,6 +255,11 @@ impl Metrics {
         self.api_writes.get_or_create(&WriteLabels { kind }).inc();
     }
 
+    /// A status write of `bytes` (the patch's body), beside [`Metrics::count_write`].
+    pub fn count_status_patch(&self, bytes: usize) {
+        self.status_patch_bytes.inc_by(bytes as u64);
+    }
+
     /// The registry in OpenMetrics text format (ends with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -290,6 +303,7 @@ mod tests {
             "roiergasias_reconcile_duration_seconds histogram",
             "roiergasias_split_handoff_seconds histogram",
             "roiergasias_api_writes counter",
+            "roiergasias_status_patch_bytes counter",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}")),
@@ -304,6 +318,15 @@ mod tests {
             let series = format!("roiergasias_api_writes_total{{kind=\"{}\"}}", kind.as_str());
             assert_eq!(sample(&text, &series), Some(0.0), "{text}");
         }
+        let metrics = Metrics::new();
+        metrics.count_status_patch(300);
+        metrics.count_status_patch(200);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "roiergasias_status_patch_bytes_total"),
+            Some(500.0),
+            "{text}"
+        );
         // Error series appear with their first error (kinds are open-ended).
         assert!(!text.contains("roiergasias_reconcile_errors"), "{text}");
     }

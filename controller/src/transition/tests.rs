@@ -188,6 +188,13 @@ fn carried_outputs_are_bounded() {
     let huge = vec![EnvVar::new("BIG", "x".repeat(MAX_CARRIED_BYTES))];
     let err = advanced(&s, 1, &huge, &at(2)).unwrap_err();
     assert!(err.contains("more than the"), "{err}");
+    // Counted as status stores them: 50 000 control characters are 300 000 bytes of JSON.
+    let escaped = vec![EnvVar::new("ESC", "\u{1}".repeat(50_000))];
+    let err = advanced(&s, 1, &escaped, &at(2)).unwrap_err();
+    assert!(
+        err.contains("bytes as JSON"),
+        "50 000 raw bytes pass only if escapes are not counted: {err}"
+    );
     // Re-setting a name replaces it, so repeated outputs do not accumulate.
     let mut s = s;
     for _ in 0..3 {
@@ -321,4 +328,58 @@ fn retrying_says_what_failed_and_keeps_the_state() {
         retrying(&WorkflowStatus::default(), "e").message.as_deref(),
         Some("retrying after an error: e")
     );
+}
+
+#[test]
+fn a_corrupt_status_is_rederived_from_the_plan_and_the_jobs() {
+    use crate::state::corruption;
+    let mut corrupt = fresh();
+    corrupt.total_splits = Some(4_000_000_000);
+    corrupt.current_split = Some(3_999_999_999);
+    corrupt.environment = vec![CarriedVar {
+        name: "A".into(),
+        value: "1".into(),
+    }];
+    let why = corruption(&corrupt, Some(3)).unwrap();
+    // No Job yet: back to split 1, to be created (or adopted).
+    let none = std::collections::BTreeMap::new();
+    let s = rederived(
+        &corrupt,
+        &three_nodes(),
+        &names,
+        Some(1),
+        &none,
+        &why,
+        &at(5),
+    );
+    assert_eq!(Machine::of(Some(&s)), Machine::Split(1));
+    assert_eq!(corruption(&s, Some(3)), None);
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap()
+            .contains("totalSplits 4000000000")
+    );
+    assert_eq!(
+        s.environment, corrupt.environment,
+        "carried outputs are kept"
+    );
+    // Jobs 1 and 2 exist: split 2 is waited for, split 1 succeeded.
+    let jobs = [(1, job("demo-1-node1")), (2, job("demo-2-node2"))].into();
+    let s = rederived(
+        &corrupt,
+        &three_nodes(),
+        &names,
+        Some(1),
+        &jobs,
+        &why,
+        &at(5),
+    );
+    assert_eq!(Machine::of(Some(&s)), Machine::WaitingJob(2));
+    assert_eq!(corruption(&s, Some(3)), None);
+    assert_eq!(s.splits[0].phase, Some(SplitPhase::Succeeded));
+    assert_eq!(s.splits[1].phase, Some(SplitPhase::Running));
+    assert_eq!(s.active_jobs, [job("demo-2-node2")]);
+    assert_eq!(s.successful_jobs, [job("demo-1-node1")]);
+    assert_eq!(s.total_splits, Some(3));
 }
