@@ -254,59 +254,146 @@ task:
     );
 }
 
-/// Runs workflow `text` on a terminal (util-linux `script` makes one), typing `input`
-/// once the workflow printed `ready`; returns the exit code and what the terminal showed.
-fn on_a_terminal(text: &str, input: &[u8]) -> Option<(i32, String)> {
-    use std::io::Write;
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no `script` to make a terminal");
-        return None;
+/// Workflow `text` running on a terminal (util-linux `script` makes one), once it printed
+/// `ready`; `None` when there is no `script`.
+struct Terminal {
+    child: Child,
+    shown: BufReader<ChildStdout>,
+    /// What the terminal showed so far.
+    seen: String,
+    _dir: Dir,
+}
+
+impl Terminal {
+    fn start(text: &str) -> Option<Terminal> {
+        if std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: no `script` to make a terminal");
+            return None;
+        }
+        let dir = Dir::temp();
+        let file = dir.file("w.yaml", text);
+        let command = format!("{} run -f {file}", env!("CARGO_BIN_EXE_roiergasias"));
+        let mut child = std::process::Command::new("timeout")
+            .args(["-k", "5", "60", "script", "-qec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let shown = BufReader::new(child.stdout.take().unwrap());
+        let mut terminal = Terminal {
+            child,
+            shown,
+            seen: String::new(),
+            _dir: dir,
+        };
+        while !terminal.seen.contains("ready") {
+            let mut line = String::new();
+            let read = terminal.shown.read_line(&mut line).unwrap();
+            assert!(read > 0, "ended early: {}", terminal.seen);
+            terminal.seen.push_str(&line);
+        }
+        Some(terminal)
     }
-    let dir = Dir::temp();
-    let file = dir.file("w.yaml", text);
-    let command = format!("{} run -f {file}", env!("CARGO_BIN_EXE_roiergasias"));
-    let mut child = std::process::Command::new("timeout")
-        .args(["-k", "5", "60", "script", "-qec", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut shown = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("ready") {
-        let mut line = String::new();
-        assert!(
-            shown.read_line(&mut line).unwrap() > 0,
-            "ended early: {seen}"
-        );
-        seen.push_str(&line);
+
+    fn type_in(&mut self, input: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(input).unwrap();
+        stdin.flush().unwrap();
     }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).unwrap();
-    shown.read_to_string(&mut seen).unwrap();
-    let code = child.wait().unwrap().code().unwrap();
-    assert!(![124, 137].contains(&code), "hung: {seen}");
-    Some((code, seen))
+
+    /// The exit code and all the terminal showed.
+    fn finish(mut self) -> (i32, String) {
+        self.shown.read_to_string(&mut self.seen).unwrap();
+        let code = self.child.wait().unwrap().code().unwrap();
+        assert!(![124, 137].contains(&code), "hung: {}", self.seen);
+        (code, self.seen)
+    }
 }
 
 #[test]
 fn on_a_terminal_a_command_can_read_it_and_ctrl_c_stops_the_workflow() {
     // In a background process group, the read would stop the command (SIGTTIN) for ever.
     let read = "version: 0.1\ntask:\n  - sequential:\n      - execute: [\"sh -c 'echo ready; read x; echo got $x'\"]\n";
-    let Some((code, shown)) = on_a_terminal(read, b"typed\n") else {
+    let Some(mut terminal) = Terminal::start(read) else {
         return;
     };
+    terminal.type_in(b"typed\n");
+    let (code, shown) = terminal.finish();
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("got typed"), "{shown}");
     // Wherever Ctrl-C lands (before the command, or on it once it has the terminal), the
     // workflow stops. (A shell as the command would defer it until its `sleep` ended.)
     let interrupt = "version: 0.1\ntask:\n  - sequential:\n      - print: [ready]\n      - execute: [\"sleep 300\", \"echo never-item\"]\n";
-    let (code, shown) = on_a_terminal(interrupt, b"\x03").unwrap();
+    let mut terminal = Terminal::start(interrupt).unwrap();
+    terminal.type_in(b"\x03");
+    let (code, shown) = terminal.finish();
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("stopped by SIGINT"), "{shown}");
     assert!(!shown.contains("never-item"), "{shown}");
+}
+
+/// The one-letter state and the parent in /proc/PID/stat (`?` once it is gone).
+fn state(pid: Pid) -> (char, Pid) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+    let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+    let parent = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (state, Pid::from_raw(parent))
+}
+
+#[test]
+fn on_a_terminal_ctrl_z_stops_the_run_and_it_goes_on_when_continued() {
+    // The command says it is ready once it has the terminal (its group is the foreground).
+    // Results go to files: `script`, stopped and continued with its child, does not
+    // always pass on the output that follows.
+    let scratch = Dir::temp();
+    let text = r#"version: 0.1
+task:
+  - sequential:
+      - execute: ["sh -c 'until awk \"{exit !(\\$5 == \\$8)}\" /proc/$$/stat; do :; done; echo ready $PPID; read x; echo got $x > {dir}/got'"]
+      - shell: ['echo went on > {dir}/after']
+"#
+    .replace("{dir}", scratch.0.path().to_str().unwrap());
+    let Some(mut terminal) = Terminal::start(&text) else {
+        return;
+    };
+    let pid: i32 = terminal
+        .seen
+        .split("ready ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = Pid::from_raw(pid);
+    terminal.type_in(b"\x1a");
+    // Stopped as a job is, and `script` with it: wait for both (the hang guard ends the
+    // run after a minute).
+    let script = loop {
+        match state(pid) {
+            ('T', parent) if state(parent).0 == 'T' => break parent,
+            ('?', _) => panic!("ended instead of stopping: {}", terminal.seen),
+            _ => std::thread::yield_now(),
+        }
+    };
+    // `script` stops with its child, as a shell's job would: `fg` continues both.
+    for pid in [script, pid] {
+        kill(pid, Signal::SIGCONT).unwrap();
+    }
+    terminal.type_in(b"typed\n");
+    while !matches!(state(pid).0, '?' | 'Z') {
+        std::thread::yield_now();
+    }
+    let _ = killpg(Pid::from_raw(terminal.child.id() as i32), Signal::SIGKILL);
+    let _ = terminal.child.wait();
+    let read = |name| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();
+    assert_eq!(
+        (read("got"), read("after")),
+        ("got typed\n".into(), "went on\n".into())
+    );
 }

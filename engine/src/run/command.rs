@@ -86,7 +86,14 @@ pub fn run(
     let pid = Pid::from_raw(child.id() as i32);
     let terminal = terminal::hand_over(pid);
     signals::set_group(pid);
-    let status = reap::wait_for(pid);
+    let status = loop {
+        match reap::wait_for(pid, terminal.is_some()) {
+            // Ctrl-Z stopped the command: stop too, so that the shell we run in sees its
+            // job stop, and go on where we were once continued (`fg`).
+            Ok(WaitStatus::Stopped(..)) => terminal::suspend(pid),
+            status => break status,
+        }
+    };
     signals::clear_group();
     let had_terminal = terminal.is_some();
     drop(terminal);

@@ -20,15 +20,19 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// How long we wait, after SIGKILL, for processes that do not die (stuck in the kernel).
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
-/// Waits for `pid` to end. When supervising, any child is waited for, so orphans that
-/// were handed to us are reaped as they end rather than left as zombies.
-pub(crate) fn wait_for(pid: Pid) -> std::io::Result<WaitStatus> {
+/// Waits for `pid` to end, or, with `stops`, to be stopped (Ctrl-Z on the terminal it
+/// has). When supervising, any child is waited for, so orphans that were handed to us
+/// are reaped as they end rather than left as zombies.
+pub(crate) fn wait_for(pid: Pid, stops: bool) -> std::io::Result<WaitStatus> {
     let target = if supervising() { None } else { Some(pid) };
+    let flags = stops.then_some(WaitPidFlag::WUNTRACED);
     loop {
-        match waitpid(target, None) {
-            Ok(status @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))) if p == pid => {
-                return Ok(status);
-            }
+        match waitpid(target, flags) {
+            Ok(
+                status @ (WaitStatus::Exited(p, _)
+                | WaitStatus::Signaled(p, _, _)
+                | WaitStatus::Stopped(p, _)),
+            ) if p == pid => return Ok(status),
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }

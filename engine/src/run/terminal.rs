@@ -13,6 +13,7 @@ use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
 /// Gives the terminal back to us when dropped.
 pub(crate) struct Handed {
     ours: Pid,
+    group: Pid,
 }
 
 /// Makes `group` the foreground group of standard input's terminal, if it is one and
@@ -30,13 +31,32 @@ pub(crate) fn hand_over(group: Pid) -> Option<Handed> {
     tcsetpgrp(fd, group).ok()?;
     // It may have tried to read before it was in the foreground, and stopped.
     let _ = killpg(group, Signal::SIGCONT);
-    Some(Handed { ours })
+    Some(Handed { ours, group })
+}
+
+/// The running command (`group`) was stopped from the terminal: gives the terminal back
+/// to our group and stops us; once we are continued, continues the command.
+pub(crate) fn suspend(group: Pid) {
+    let stdin = std::io::stdin();
+    if tcgetpgrp(stdin.as_fd()) == Ok(group) {
+        set_foreground(stdin.as_fd(), getpgrp());
+    }
+    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+    // Continued in the foreground (`fg`), the command gets the terminal back; in the
+    // background (`bg`), it runs on without it.
+    if tcgetpgrp(stdin.as_fd()) == Ok(getpgrp()) {
+        set_foreground(stdin.as_fd(), group);
+    }
+    let _ = killpg(group, Signal::SIGCONT);
 }
 
 impl Drop for Handed {
     fn drop(&mut self) {
         let stdin = std::io::stdin();
-        set_foreground(stdin.as_fd(), self.ours);
+        // Unless it went elsewhere meanwhile (we were continued in the background).
+        if tcgetpgrp(stdin.as_fd()) == Ok(self.group) {
+            set_foreground(stdin.as_fd(), self.ours);
+        }
     }
 }
 
