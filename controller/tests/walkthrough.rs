@@ -434,7 +434,7 @@ fn permissions(role: &Value) -> BTreeMap<(String, String), BTreeSet<String>> {
 
 /// Exactly what the controller needs in the namespaces it watches.
 fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String>> {
-    let rows: [(&str, &str, &[&str]); 6] = [
+    let rows: [(&str, &str, &[&str]); 7] = [
         (
             "batch.ankursoni.github.io",
             "workflows",
@@ -445,6 +445,7 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
         ("batch", "jobs", &["get", "list", "watch", "create"]),
         ("", "pods", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
+        ("", "events", &["list"]),
     ];
     rows.iter()
         .map(|(g, r, v)| {

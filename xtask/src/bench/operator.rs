@@ -118,6 +118,8 @@ struct Report {
     coarse_handoffs: Vec<i64>,
     operator_histogram: Option<Histogram>,
     operator_writes: BTreeMap<String, f64>,
+    /// Bytes of the status patches the operator sent (its own counter).
+    status_patch_bytes: Option<f64>,
     apiserver_writes: BTreeMap<String, f64>,
     apiserver_failed_writes: f64,
     workflow_events: u64,
@@ -251,6 +253,11 @@ async fn measure(
         coarse_handoffs,
         operator_histogram: Histogram::parse(&metrics, "roiergasias_split_handoff_seconds"),
         operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
+        status_patch_bytes: metrics.lines().find_map(|line| {
+            line.strip_prefix("roiergasias_status_patch_bytes_total ")?
+                .parse()
+                .ok()
+        }),
         apiserver_writes: apiserver,
         apiserver_failed_writes,
         workflow_events,
@@ -872,6 +879,15 @@ fn print_report(r: &Report) {
         println!(
             "| API writes, operator's own counter | {} |",
             parts.join(", ")
+        );
+    }
+    let status_writes = r.operator_writes.get("status").copied().unwrap_or(0.0);
+    if let Some(bytes) = r.status_patch_bytes
+        && status_writes > 0.0
+    {
+        println!(
+            "| status_bytes_per_write (operator's status patches) | {:.0} B ({status_writes} writes, {bytes} B) |",
+            bytes / status_writes
         );
     }
     println!(
