@@ -293,10 +293,9 @@ impl Runner<'_> {
         value: String,
         from: &str,
     ) -> Result<(), RunError> {
-        let (at, name, from) = (at.to_string(), name.to_owned(), from.to_owned());
-        self.vars
-            .set(&name, value)
-            .map_err(|refused| match refused {
+        self.vars.set(name, value).map_err(|refused| {
+            let (at, name, from) = (at.to_string(), name.to_owned(), from.to_owned());
+            match refused {
                 Refused::Value(size) => RunError::ValueTooLarge {
                     at,
                     name,
@@ -309,7 +308,8 @@ impl Runner<'_> {
                     size,
                     from,
                 },
-            })
+            }
+        })
     }
 
     /// Sets a variable that is one of the run's outputs.
