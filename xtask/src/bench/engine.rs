@@ -3,7 +3,9 @@
 //!
 //! - 1000 `execute: ["true"]` steps against a shell loop starting `/usr/bin/true` 1000 times;
 //! - `validate` and `split` of generated 1 000 / 10 000 / 100 000-task workflows;
-//! - peak memory (max RSS) of the hello-world run.
+//! - peak memory (max RSS) of the hello-world run;
+//! - hostile inputs of about 500 KB (a Workflow holds at most 512 KiB): an alias bomb,
+//!   10 000 undefined references, 900 tasks each setting its own variable (one split, and all).
 //!
 //! Each process is reaped with `wait4`, which also gives its CPU time and peak memory:
 //! on a busy machine wall time swings, CPU time much less.
@@ -32,6 +34,7 @@ fn bench(bin: &Path, dir: &Path) -> anyhow::Result<()> {
     peak_memory(bin)?;
     execute_overhead(bin, dir)?;
     scaling(bin, dir)?;
+    hostile(bin, dir)?;
     Ok(())
 }
 
@@ -51,6 +54,11 @@ struct Cost {
 
 /// Runs `program args…` with its output discarded and measures it.
 fn cost(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<Cost> {
+    cost_exiting(program, args, 0)
+}
+
+/// [`cost`] of a run that must exit with `code`.
+fn cost_exiting(program: &Path, args: &[&std::ffi::OsStr], code: i32) -> anyhow::Result<Cost> {
     let started = Instant::now();
     let child = Command::new(program)
         .args(args)
@@ -69,7 +77,7 @@ fn cost(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<Cost> {
     if reaped != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == code) {
         bail!(
             "{} {args:?} failed (wait status {status})",
             program.display()
@@ -255,5 +263,132 @@ fn peak_memory(bin: &Path) -> anyhow::Result<()> {
         "| Peak memory (max RSS, {how}) of the hello-world run, median of {ROUNDS} | **{:.1} MiB** (target < 10 MB) |",
         kib as f64 / 1024.0
     );
+    Ok(())
+}
+
+/// A 1 KB scalar, anchored once and aliased as often as fits in 500 KB.
+fn alias_bomb() -> String {
+    let mut yaml = format!(
+        "version: 0.1\nenvironment: [x: &x \"{}\"]\ntask: [sequential: [print: [",
+        "y".repeat(1000)
+    );
+    while yaml.len() < 500_000 {
+        yaml.push_str("*x,");
+    }
+    yaml.push_str("a]]]\n");
+    yaml
+}
+
+/// 5 000 names, then 10 000 steps each referring to a near miss of one of them.
+fn undefined_references() -> String {
+    let mut yaml = String::from("version: 0.1\nenvironment:\n");
+    for i in 0..5_000 {
+        yaml.push_str(&format!("  - name{i:05}: x\n"));
+    }
+    yaml.push_str("task:\n  - sequential:\n");
+    for i in 0..10_000 {
+        yaml.push_str(&format!(
+            "      - print: [\"{{{{env:nmae{:05}}}}}\"]\n",
+            i % 5_000
+        ));
+    }
+    yaml
+}
+
+/// 900 tasks on two nodes, each setting its own 520-byte variable: split `n` carries n - 1.
+fn distinct_variables() -> String {
+    let value = "v".repeat(520);
+    let mut yaml = String::from("version: 0.1\ntask:\n");
+    for i in 0..900 {
+        yaml.push_str(&format!(
+            "  - {{node: n{}, sequential: [environment: [var{i}: \"{value}\"]]}}\n",
+            i % 2
+        ));
+    }
+    yaml
+}
+
+/// Peak RSS (KiB) of a run that must exit with `code`, from GNU time (see [`peak_memory`]
+/// for why not wait4's figure); the median of `ROUNDS` runs.
+fn gnu_time_rss(bin: &Path, args: &[&std::ffi::OsStr], code: i32) -> anyhow::Result<u64> {
+    let mut peaks = Vec::new();
+    for _ in 0..ROUNDS {
+        let output = Command::new("/usr/bin/time")
+            .args(["-f", "%M %x"])
+            .arg(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        match last.split_once(' ') {
+            Some((kib, exit)) if exit == code.to_string() => peaks.push(kib.parse()?),
+            _ => bail!(
+                "{} {args:?}: expected exit {code}, got: {stderr}",
+                bin.display()
+            ),
+        }
+    }
+    peaks.sort();
+    Ok(peaks[peaks.len() / 2])
+}
+
+fn hostile(bin: &Path, dir: &Path) -> anyhow::Result<()> {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("no /usr/bin/time (GNU time): hostile-input rows skipped");
+        return Ok(());
+    }
+    let cases: [(&str, String, &[&str], i32); 5] = [
+        (
+            "alias bomb (a 1 KB scalar aliased 166 000×), `validate` → exit 2",
+            alias_bomb(),
+            &["validate"],
+            2,
+        ),
+        (
+            "10 000 references to near misses of 5 000 names, `validate` → exit 2",
+            undefined_references(),
+            &["validate"],
+            2,
+        ),
+        (
+            "900 tasks each setting its own variable, `validate`",
+            distinct_variables(),
+            &["validate"],
+            0,
+        ),
+        (
+            "the same, `split --index 900` (one split, 0.5 MB)",
+            distinct_variables(),
+            &["split", "--index", "900"],
+            0,
+        ),
+        (
+            "the same, `split` (all 900 splits, 217 MB written)",
+            distinct_variables(),
+            &["split"],
+            0,
+        ),
+    ];
+    for (i, (what, yaml, args, code)) in cases.iter().enumerate() {
+        let file = dir.join(format!("hostile-{i}.yaml"));
+        std::fs::write(&file, yaml)?;
+        let mut full: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        full.extend(["-f".as_ref(), file.as_os_str()]);
+        let samples = (0..ROUNDS)
+            .map(|_| cost_exiting(bin, &full, *code))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (wall, cpu) = best(&samples);
+        let kib = gnu_time_rss(bin, &full, *code)?;
+        println!(
+            "| {what}, {:.0} KB, best of {ROUNDS} | {} wall, {} CPU, **{:.1} MiB** max RSS (median) |",
+            yaml.len() as f64 / 1000.0,
+            ms(wall),
+            ms(cpu),
+            kib as f64 / 1024.0
+        );
+    }
     Ok(())
 }
