@@ -88,10 +88,14 @@ async fn a_job_with_a_node_selector_completes_on_that_node() {
     );
 
     let nodes = kube::Api::<Node>::all(client.clone())
-        .list(&ListParams::default().labels("node.roiergasias=node2"))
+        .list(&ListParams::default().labels("node.roiergasias=node2,type=kwok"))
         .await
         .expect("listing nodes");
-    assert_eq!(nodes.items.len(), 1, "exactly one node is labelled node2");
+    assert_eq!(
+        nodes.items.len(),
+        1,
+        "exactly one fake node is labelled node2"
+    );
     let node2 = nodes.items[0].metadata.name.clone().unwrap();
 
     let pod = only_pod(&ns, "pinned").await;

@@ -24,7 +24,7 @@ const RESTRICTED: [(&str, &str); 1] = [("pod-security.kubernetes.io/enforce", "r
 async fn restricted(prefix: &str) -> (Client, TestNamespace) {
     let client = common::client().await;
     common::ensure_crds(&client).await;
-    let ns = TestNamespace::create_with(&client, prefix, &[], &RESTRICTED).await;
+    let ns = TestNamespace::create_with(&client, prefix, common::ON_FAKE_NODES, &RESTRICTED).await;
     (client, ns)
 }
 

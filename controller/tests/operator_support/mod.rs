@@ -293,10 +293,10 @@ pub async fn config_map_text(client: &Client, ns: &str, name: &str) -> String {
 /// The kwok node carrying `node.roiergasias=<label>`.
 pub async fn node_labelled(client: &Client, label: &str) -> String {
     let nodes = Api::<Node>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("node.roiergasias={label}")))
+        .list(&ListParams::default().labels(&format!("node.roiergasias={label},type=kwok")))
         .await
         .expect("listing nodes");
-    assert_eq!(nodes.items.len(), 1, "one node labelled {label}");
+    assert_eq!(nodes.items.len(), 1, "one fake node labelled {label}");
     nodes.items[0].name_any()
 }
 
