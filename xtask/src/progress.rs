@@ -31,12 +31,18 @@ pub fn run_with_ticker(cmd: &mut Command, label: &str) -> anyhow::Result<ExitSta
     status.with_context(|| format!("{label}: waiting for the child process"))
 }
 
-/// Like [`run_with_ticker`], also returning the child's standard output (which still reaches ours).
+/// Like [`run_with_ticker`], also returning the child's standard output and error, merged (cargo
+/// names each test binary on stderr and prints its results on stdout); both still reach our stdout.
 pub fn run_teed(cmd: &mut Command, label: &str) -> anyhow::Result<(ExitStatus, String)> {
     use std::io::{BufRead, Write};
     let (tx, rx) = mpsc::channel::<String>();
     let (reader, writer) = std::io::pipe().context("a pipe for the child's output")?;
-    cmd.stdout(writer);
+    cmd.stderr(
+        writer
+            .try_clone()
+            .context("a pipe for the child's output")?,
+    )
+    .stdout(writer);
     let copier = std::thread::spawn(move || {
         let mut all = String::new();
         for line in std::io::BufReader::new(reader)
@@ -51,7 +57,8 @@ pub fn run_teed(cmd: &mut Command, label: &str) -> anyhow::Result<(ExitStatus, S
     });
     let status = run_with_ticker(cmd, label);
     // Our copy of the write end must go, or the reader never sees the end.
-    cmd.stdout(std::process::Stdio::inherit());
+    cmd.stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit());
     let output = rx.recv().unwrap_or_default();
     let _ = copier.join();
     Ok((status?, output))
