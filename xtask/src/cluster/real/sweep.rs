@@ -107,11 +107,13 @@ impl Footprint {
 
     /// Stops and removes everything; returns what is left (empty when the host is clean).
     pub fn clear(&self, grace: Duration) -> Vec<String> {
-        let mut daemons = self.daemons();
-        // Kubelets first, so nothing restarts the containers we kill.
-        daemons.sort_by_key(|p| !is_kubelet(p.pid));
-        terminate(&daemons, grace);
+        // Kubelets first, so nothing restarts the containers; then the containers, which are only
+        // test pods; then containerd and the shims, whose containers are gone by then.
+        let (kubelets, others): (Vec<Proc>, Vec<Proc>) =
+            self.daemons().into_iter().partition(|p| is_kubelet(p.pid));
+        terminate(&kubelets, grace);
         terminate(&self.contained(), Duration::ZERO);
+        terminate(&others, grace);
         for m in self.mounts() {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
