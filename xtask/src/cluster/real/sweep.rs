@@ -256,7 +256,13 @@ mod tests {
             cgroups: vec![],
             bridges: vec![],
         };
-        let found = footprint.daemons();
+        // Until the child has exec'd, its command line is still ours.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = footprint.daemons();
+        while found.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            found = footprint.daemons();
+        }
         assert_eq!(
             found.iter().map(|p| p.pid).collect::<Vec<_>>(),
             [child.id() as i32]
