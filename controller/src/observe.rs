@@ -2,7 +2,7 @@
 //! its pod's termination message, from the watch caches, else from the API server.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -226,6 +226,18 @@ pub fn termination_message(pod: &Pod) -> Option<String> {
                 .and_then(|s| s.terminated.as_ref())
         })?;
     terminated.message.clone().filter(|m| !m.trim().is_empty())
+}
+
+/// The reference a split record keeps to its Job, from the Job's metadata.
+pub(crate) fn job_reference(job: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: job.name.clone(),
+        namespace: job.namespace.clone(),
+        uid: job.uid.clone(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -691,14 +691,7 @@ async fn create_split(
     }
     ctx.crash.at("job", n);
 
-    let job_ref = ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        ..Default::default()
-    };
+    let job_ref = crate::observe::job_reference(&job.metadata);
     let new = transition::job_created(status, n, job_ref, now);
     write_status(workflow, ctx, &new).await?;
     let total = new.total_splits.unwrap_or(1);

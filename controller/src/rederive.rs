@@ -15,7 +15,7 @@ use roiergasias_crd::{Workflow, WorkflowStatus};
 use crate::build::{MANAGED_BY, MANAGED_BY_LABEL, SPLIT_LABEL, WORKFLOW_LABEL};
 use crate::context::{Context, Error};
 use crate::names::{MAX_LABEL_VALUE, fit, split_names};
-use crate::observe::presence;
+use crate::observe::{job_reference, presence};
 use crate::plan::plan_off_thread;
 use crate::state::Presence;
 use crate::transition;
@@ -70,14 +70,7 @@ async fn owned_jobs(
             return None;
         }
         let split: u32 = job.labels().get(SPLIT_LABEL)?.parse().ok()?;
-        let reference = ObjectReference {
-            api_version: Some("batch/v1".into()),
-            kind: Some("Job".into()),
-            name: job.metadata.name.clone(),
-            namespace: job.metadata.namespace.clone(),
-            uid: job.metadata.uid.clone(),
-            ..Default::default()
-        };
+        let reference = job_reference(&job.metadata);
         (split >= 1 && split as usize <= total).then_some((split, reference))
     });
     Ok(jobs.collect())
