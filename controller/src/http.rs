@@ -1,31 +1,34 @@
-//! The operator's small HTTP server: `/metrics` (OpenMetrics), `/healthz`
+//! The operator's small HTTP server (axum): `/metrics` (OpenMetrics), `/healthz`
 //! (liveness: the process serves requests) and `/readyz` (ready while the
 //! controller runs, or with leader election while this replica takes part in
 //! it: leading or standing by).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_io_timeout::TimeoutStream;
 
 use crate::telemetry::Metrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// A slow or idle client must not hold a connection task forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A slow or idle client must not hold a connection task forever: a connection that
+/// sends nothing for this long is closed (axum's hyper has no header-read timer).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// After shutdown, how long responses already being written may take to finish.
+const DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -41,6 +44,7 @@ pub enum HttpError {
 pub struct HttpServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    read_timeout: Duration,
 }
 
 impl HttpServer {
@@ -51,6 +55,7 @@ impl HttpServer {
         Ok(Self {
             listener,
             local_addr,
+            read_timeout: READ_TIMEOUT,
         })
     }
 
@@ -58,47 +63,31 @@ impl HttpServer {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves. Connections already accepted finish
-    /// on their own tasks.
+    /// Serves until `shutdown` resolves; then stops accepting and gives responses
+    /// under way [`DRAIN`] to finish.
     pub async fn run(
         self,
         metrics: Arc<Metrics>,
         ready: watch::Receiver<bool>,
         shutdown: impl Future<Output = ()>,
     ) {
-        tokio::pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                _ = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Usually transient (e.g. out of file descriptors): pause, don't die.
-                        tracing::warn!(%error, "accepting a metrics/health connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let metrics = metrics.clone();
-            let ready = ready.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let response = respond(&req, &metrics, &ready);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let mut builder = http1::Builder::new();
-                builder
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                if let Err(error) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, "metrics/health connection ended with an error");
-                }
-            });
+        let (stop, mut stopped) = watch::channel(false);
+        let listener = Timed {
+            inner: self.listener,
+            read_timeout: self.read_timeout,
+        };
+        let server = axum::serve(listener, router(metrics, ready))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            _ = &mut server => return,
+            _ = shutdown => {}
         }
+        stop.send_replace(true);
+        let _ = tokio::time::timeout(DRAIN, server).await;
     }
 }
 
@@ -115,69 +104,105 @@ pub async fn serve(
     Ok(())
 }
 
-fn respond(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    ready: &watch::Receiver<bool>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
-    }
-    match req.uri().path() {
-        "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-            response
-        }
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if *ready.borrow() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(
+#[derive(Clone)]
+struct Health {
+    metrics: Arc<Metrics>,
+    ready: watch::Receiver<bool>,
+}
+
+/// GET (and so HEAD) on three paths; everything else is refused with a hint.
+fn router(metrics: Arc<Metrics>, ready: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { text(StatusCode::OK, "ok\n") }))
+        .route("/readyz", get(readiness))
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+        })
+        .fallback(|| async {
+            text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /healthz or /readyz\n",
+            )
+        })
+        .with_state(Health { metrics, ready })
+}
+
+async fn metrics_text(State(health): State<Health>) -> Response {
+    ([(CONTENT_TYPE, OPENMETRICS)], health.metrics.encode()).into_response()
+}
+
+async fn readiness(State(health): State<Health>) -> Response {
+    if *health.ready.borrow() {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the controller is starting, stopping, or cannot reach its leader election Lease\n",
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz or /readyz\n",
-        ),
+        )
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
-    response
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, [(CONTENT_TYPE, TEXT)], body).into_response()
+}
+
+/// The TCP listener, each connection with a read timeout.
+struct Timed {
+    inner: TcpListener,
+    read_timeout: Duration,
+}
+
+impl axum::serve::Listener for Timed {
+    type Io = Pin<Box<TimeoutStream<TcpStream>>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        // axum's own accept logs and retries errors (e.g. out of file descriptors).
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(self.read_timeout));
+        (Box::pin(stream), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::ApiWrite;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt;
 
-    /// One request over a fresh TCP connection; returns (status, headers, body).
-    async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.expect("write");
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).await.expect("read");
-        let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        (status, head.to_ascii_lowercase(), body.to_owned())
+    /// One request over a fresh connection (hyper's client); returns (status, headers, body).
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, HeaderMap, String) {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "test")
+            .body(Body::empty())
+            .unwrap();
+        let response = sender.send_request(req).await.expect("response");
+        let (head, body) = response.into_parts();
+        let body = axum::body::to_bytes(Body::new(body), 1 << 20)
+            .await
+            .expect("body");
+        let body = String::from_utf8(body.to_vec()).expect("UTF-8 body");
+        (head.status.as_u16(), head.headers, body)
+    }
+
+    fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
+        headers.get(name).map_or("", |v| v.to_str().unwrap())
     }
 
     struct Running {
@@ -187,10 +212,11 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
-    async fn start(metrics: Arc<Metrics>) -> Running {
-        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap())
+    async fn start_with(metrics: Arc<Metrics>, read_timeout: Duration) -> Running {
+        let mut server = HttpServer::bind("127.0.0.1:0".parse().unwrap())
             .await
             .expect("bind");
+        server.read_timeout = read_timeout;
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0, "port 0 must report the real port");
         let (ready, ready_rx) = watch::channel(false);
@@ -206,18 +232,19 @@ mod tests {
         }
     }
 
+    async fn start(metrics: Arc<Metrics>) -> Running {
+        start_with(metrics, READ_TIMEOUT).await
+    }
+
     #[tokio::test]
     async fn serves_metrics_in_openmetrics_text() {
         let metrics = Arc::new(Metrics::new());
         metrics.count_write(ApiWrite::Job);
         let server = start(metrics.clone()).await;
 
-        let (status, head, body) = request(server.addr, "GET", "/metrics").await;
+        let (status, headers, body) = request(server.addr, "GET", "/metrics").await;
         assert_eq!(status, 200);
-        assert!(
-            head.contains("content-type: application/openmetrics-text"),
-            "{head}"
-        );
+        assert_eq!(header(&headers, "content-type"), OPENMETRICS);
         assert!(
             body.contains("roiergasias_api_writes_total{kind=\"job\"} 1"),
             "{body}"
@@ -237,7 +264,9 @@ mod tests {
     async fn readiness_follows_the_watch_and_liveness_is_always_ok() {
         let server = start(Arc::new(Metrics::new())).await;
 
-        assert_eq!(request(server.addr, "GET", "/healthz").await.0, 200);
+        let (status, headers, body) = request(server.addr, "GET", "/healthz").await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        assert_eq!(header(&headers, "content-type"), TEXT);
         let (status, _, body) = request(server.addr, "GET", "/readyz").await;
         assert_eq!(status, 503);
         assert!(
@@ -246,7 +275,8 @@ mod tests {
         );
 
         server.ready.send_replace(true);
-        assert_eq!(request(server.addr, "GET", "/readyz").await.0, 200);
+        let (status, _, body) = request(server.addr, "GET", "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ready\n"));
         assert_eq!(request(server.addr, "GET", "/healthz").await.0, 200);
 
         server.ready.send_replace(false);
@@ -256,19 +286,38 @@ mod tests {
     #[tokio::test]
     async fn unknown_paths_and_methods_are_refused() {
         let server = start(Arc::new(Metrics::new())).await;
-        assert_eq!(request(server.addr, "GET", "/").await.0, 404);
-        assert_eq!(request(server.addr, "GET", "/metricsx").await.0, 404);
-        let (status, head, _) = request(server.addr, "POST", "/metrics").await;
-        assert_eq!(status, 405);
-        assert!(head.contains("allow: get, head"), "{head}");
+        for path in ["/", "/metricsx", "/metrics/"] {
+            let (status, _, body) = request(server.addr, "GET", path).await;
+            assert_eq!(status, 404, "{path}");
+            assert!(body.contains("try /metrics, /healthz or /readyz"), "{body}");
+        }
+        let (status, headers, body) = request(server.addr, "POST", "/metrics").await;
+        assert_eq!((status, body.as_str()), (405, "only GET and HEAD\n"));
+        let allow = header(&headers, "allow").to_ascii_lowercase();
+        assert!(allow.contains("get") && allow.contains("head"), "{allow}");
         let (status, _, body) = request(server.addr, "HEAD", "/healthz").await;
         assert_eq!((status, body.as_str()), (200, ""));
     }
 
     #[tokio::test]
-    async fn stops_accepting_after_shutdown() {
+    async fn an_idle_connection_is_closed() {
+        let server = start_with(Arc::new(Metrics::new()), Duration::from_millis(200)).await;
+        let mut idle = TcpStream::connect(server.addr).await.expect("connect");
+        let mut buf = [0u8; 64];
+        // A hang guard, far above the read timeout.
+        let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+            .await
+            .expect("the server closes an idle connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // Others are still served.
+        assert_eq!(request(server.addr, "GET", "/healthz").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn stops_accepting_after_shutdown_even_with_an_idle_client() {
         let server = start(Arc::new(Metrics::new())).await;
         assert_eq!(request(server.addr, "GET", "/healthz").await.0, 200);
+        let _idle = TcpStream::connect(server.addr).await.expect("connect");
         server.stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(5), server.task)
             .await
