@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
@@ -19,6 +20,16 @@ pub const DEFAULT_LEASE_GRACE: u64 = 5;
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(15);
+
+/// Waits between attempts to reach the Lease: doubling from [`RETRY_MIN`] up to
+/// [`RETRY_MAX`], for as long as it takes.
+fn retry_delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .without_max_times()
+        .build()
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderConfig {
@@ -116,7 +127,7 @@ where
 {
     config.validate()?;
     tokio::pin!(shutdown);
-    let mut retry = RETRY_MIN;
+    let mut retry = retry_delays();
     ready.send_replace(false);
 
     loop {
@@ -147,7 +158,7 @@ where
                 changed = manager.changed() => match changed {
                     Ok(true) => {
                         tracing::info!(identity = %config.identity, lease = %config.lease_name, "acquired the Lease; starting the controller");
-                        retry = RETRY_MIN;
+                        retry = retry_delays();
                         running = Some(Box::pin(controller()));
                     }
                     Ok(false) => {
@@ -196,13 +207,12 @@ async fn build_manager(
         .await
 }
 
-/// Sleeps the current back-off (then doubles it); true if shutdown came first.
+/// Sleeps the next back-off delay; true if shutdown came first.
 async fn sleep_or_shutdown(
-    retry: &mut Duration,
+    retry: &mut ExponentialBackoff,
     shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> bool {
-    let delay = *retry;
-    *retry = (*retry * 2).min(RETRY_MAX);
+    let delay = retry.next().unwrap_or(RETRY_MAX);
     tokio::select! {
         _ = shutdown => true,
         _ = tokio::time::sleep(delay) => false,
@@ -225,6 +235,15 @@ mod tests {
             "host-42"
         );
         assert_eq!(identity_from(None, None, 7), "roiergasias-operator-7");
+    }
+
+    #[test]
+    fn retries_double_from_half_a_second_up_to_fifteen() {
+        let delays: Vec<u64> = retry_delays()
+            .take(8)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
     }
 
     #[test]
