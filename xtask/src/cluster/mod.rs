@@ -2,6 +2,7 @@
 
 mod config;
 mod nodes;
+mod poll;
 mod procs;
 pub mod real;
 
@@ -243,13 +244,13 @@ impl Cluster {
 
     /// The API server's URL, from the kubeconfig kwokctl wrote.
     fn server(&self) -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(self.kubeconfig())?;
-        let cfg: serde_json::Value = serde_saphyr::from_str(&text)
-            .with_context(|| format!("reading {}", self.kubeconfig().display()))?;
-        cfg["clusters"][0]["cluster"]["server"]
-            .as_str()
-            .map(str::to_string)
-            .context("the kubeconfig names no server")
+        let path = self.kubeconfig();
+        let cfg = kube::config::Kubeconfig::read_from(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        cfg.clusters
+            .into_iter()
+            .find_map(|c| c.cluster?.server)
+            .with_context(|| format!("{} names no server", path.display()))
     }
 
     fn create(&self, bin: &Path, port: Option<u16>) -> anyhow::Result<()> {
@@ -294,15 +295,11 @@ impl Cluster {
     }
 
     fn wait_ready(&self, bin: &Path, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if matches!(output(self.kubectl(bin).args(["get", "--raw", "/readyz", "--request-timeout=5s"])), Ok(o) if o.status.success())
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        false
+        poll::wait(
+            Duration::from_millis(500),
+            timeout,
+            || matches!(output(self.kubectl(bin).args(["get", "--raw", "/readyz", "--request-timeout=5s"])), Ok(o) if o.status.success()),
+        )
     }
 
     /// A component that could not bind its port says so in its log; surface that line.
@@ -355,27 +352,21 @@ impl Cluster {
             );
         }
         // Pods need the namespace's default ServiceAccount, which the controller manager creates shortly after start.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if output(self.kubectl(bin).args([
+        poll::until(Duration::from_millis(300), Duration::from_secs(60), || {
+            let get = output(self.kubectl(bin).args([
                 "get",
                 "serviceaccount",
                 "default",
                 "-n",
                 "default",
-            ]))?
-            .status
-            .success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
+            ]))?;
+            if !get.status.success() {
                 bail!(
                     "the controller manager did not create the default ServiceAccount within 60s"
                 );
             }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+            Ok(())
+        })
     }
 
     /// kwokctl's delete, then a sweep for anything it missed.
@@ -399,7 +390,7 @@ impl Cluster {
                 strays.push(p);
             }
         }
-        let left = procs::kill_all(&strays, Duration::from_secs(5));
+        let left = procs::terminate(&strays, Duration::from_secs(5));
         if !left.is_empty() {
             bail!(
                 "could not stop processes {left:?} of cluster `{}`",
@@ -448,7 +439,7 @@ impl Cluster {
         println!("kubeconfig: {}", self.kubeconfig().display());
         let mut total_kib = 0;
         for c in procs::components(&dir) {
-            let rss = c.pid.filter(|_| c.running).and_then(rss_kib);
+            let rss = c.pid.filter(|_| c.running).and_then(procs::rss_kib);
             total_kib += rss.unwrap_or(0);
             let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
             let state = if c.running { "running" } else { "NOT running" };
@@ -483,7 +474,7 @@ impl Cluster {
         procs::components(&self.dir())
             .iter()
             .filter(|c| c.running)
-            .filter_map(|c| c.pid.and_then(rss_kib))
+            .filter_map(|c| c.pid.and_then(procs::rss_kib))
             .sum()
     }
 }
@@ -508,12 +499,6 @@ fn node_images() -> anyhow::Result<real::NodeImages> {
             .map(|a| (a.name.clone(), docker_name(&a.name)))
             .collect(),
     })
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn validate_name(name: &str) -> anyhow::Result<()> {

@@ -1,14 +1,20 @@
-//! The processes of a kwokctl binary-runtime cluster: its pid files, and a /proc sweep for strays.
+//! Processes: the pid files of a kwokctl binary-runtime cluster, a /proc sweep for strays (procfs),
+//! and stopping them (nix signals). The real nodes' sweep uses the same [`Proc`] and [`terminate`].
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use procfs::process::Process;
+
+use super::poll;
 
 /// One component kwokctl started, from `<cluster>/pids/<component>.pid`.
 #[derive(Debug)]
 pub struct Component {
     pub name: String,
-    pub pid: Option<u32>,
+    pub pid: Option<i32>,
     /// Alive and still one of this cluster's processes (a recycled pid does not count).
     pub running: bool,
 }
@@ -35,68 +41,67 @@ pub fn components(cluster_dir: &Path) -> Vec<Component> {
 }
 
 /// Whether `pid` is alive and was started for this cluster (its command line or working directory names it).
-pub fn belongs_to(pid: u32, cluster_dir: &Path) -> bool {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let dir = cluster_dir.display().to_string();
+pub fn belongs_to(pid: i32, cluster_dir: &Path) -> bool {
+    let Ok(p) = Process::new(pid) else {
+        return false;
+    };
     // Gone, or a zombie.
-    if stat_fields(pid).is_none_or(|(zombie, _)| zombie) {
+    if !p.stat().is_ok_and(|s| s.state != 'Z') {
         return false;
     }
-    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    if cmdline.contains(&dir) {
-        return true;
-    }
-    std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(cluster_dir))
+    let dir = cluster_dir.to_string_lossy();
+    p.cmdline()
+        .is_ok_and(|args| args.iter().any(|a| a.contains(&*dir)))
+        || p.cwd().is_ok_and(|cwd| cwd.starts_with(cluster_dir))
 }
 
 /// A process, told apart from a later one that reuses its pid by its start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Proc {
-    pub pid: u32,
+    pub pid: i32,
     start: u64,
 }
 
 impl Proc {
-    fn of(pid: u32) -> Option<Proc> {
-        stat_fields(pid).map(|(_, start)| Proc { pid, start })
+    /// The live process `pid`, zombies excluded.
+    pub fn of(pid: i32) -> Option<Proc> {
+        let stat = Process::new(pid).ok()?.stat().ok()?;
+        (stat.state != 'Z').then_some(Proc {
+            pid,
+            start: stat.starttime,
+        })
     }
 
     /// Still running, zombies excluded. A process in the middle of exiting has already lost its
     /// command line and working directory, so `belongs_to` no longer sees it, but this does.
-    fn alive(&self) -> bool {
-        stat_fields(self.pid).is_some_and(|(zombie, start)| !zombie && start == self.start)
+    pub fn alive(&self) -> bool {
+        Proc::of(self.pid).is_some_and(|p| p == *self)
     }
 }
 
-/// (zombie, start time in clock ticks) from `/proc/<pid>/stat`.
-fn stat_fields(pid: u32) -> Option<(bool, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); the start time is field 22.
-    Some((fields.first() == Some(&"Z"), fields.get(19)?.parse().ok()?))
-}
-
-/// Every live process that belongs to the cluster, pid files or not.
-pub fn sweep(cluster_dir: &Path) -> Vec<Proc> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+/// Every live process but this one for which `select` holds.
+pub fn every(select: impl Fn(&Process) -> bool) -> Vec<Proc> {
+    let me = std::process::id() as i32;
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    let me = std::process::id();
-    let mut found: Vec<Proc> = entries
+    let mut found: Vec<Proc> = all
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && belongs_to(pid, cluster_dir))
-        .filter_map(Proc::of)
+        .filter(|p| p.pid != me && select(p))
+        .filter_map(|p| Proc::of(p.pid))
         .collect();
     found.sort_unstable_by_key(|p| p.pid);
     found
 }
 
-/// SIGTERM, then SIGKILL after `grace`; returns the pids still alive after both (should be none).
-/// Waits until each process has really exited, not just until it stopped looking like ours.
-pub fn kill_all(procs: &[Proc], grace: Duration) -> Vec<u32> {
+/// Every live process that belongs to the cluster, pid files or not.
+pub fn sweep(cluster_dir: &Path) -> Vec<Proc> {
+    every(|p| belongs_to(p.pid, cluster_dir))
+}
+
+/// SIGTERM and up to `grace` to exit (none when `grace` is zero), then SIGKILL; waits until each
+/// has really exited, not just stopped looking like ours. Returns the pids still alive (should be none).
+pub fn terminate(procs: &[Proc], grace: Duration) -> Vec<i32> {
     let alive = || {
         procs
             .iter()
@@ -104,35 +109,34 @@ pub fn kill_all(procs: &[Proc], grace: Duration) -> Vec<u32> {
             .map(|p| p.pid)
             .collect::<Vec<_>>()
     };
-    signal("-TERM", &alive());
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if alive().is_empty() {
+    let send = |sig| {
+        for pid in alive() {
+            // ESRCH: it exited meanwhile, which is what we want.
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    };
+    let gone = || alive().is_empty();
+    let every = Duration::from_millis(50);
+    if !grace.is_zero() {
+        send(Signal::SIGTERM);
+        if poll::wait(every, grace, gone) {
             return Vec::new();
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    signal("-KILL", &alive());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !alive().is_empty() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    send(Signal::SIGKILL);
+    poll::wait(every, Duration::from_secs(5), gone);
     alive()
 }
 
-fn signal(sig: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg(sig)
-        .args(pids.iter().map(|p| p.to_string()))
-        .status();
+/// Resident memory of `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    Process::new(pid).ok()?.status().ok()?.vmrss
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn a_process_started_in_the_cluster_dir_is_found_and_killed() {
@@ -142,7 +146,7 @@ mod tests {
             .current_dir(dir.path())
             .spawn()
             .unwrap();
-        let pid = child.id();
+        let pid = child.id() as i32;
         assert!(belongs_to(pid, dir.path()));
         let found = sweep(dir.path());
         assert_eq!(found.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![pid]);
@@ -151,10 +155,34 @@ mod tests {
             !belongs_to(pid, other.path()),
             "a process elsewhere is not ours"
         );
-        let left = kill_all(&found, Duration::from_secs(5));
+        assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        let left = terminate(&found, Duration::from_secs(5));
         assert!(left.is_empty());
         let _ = child.wait();
         assert!(!belongs_to(pid, dir.path()));
+        assert!(!found[0].alive());
+    }
+
+    #[test]
+    fn a_process_that_ignores_sigterm_is_killed_after_the_grace() {
+        // `trap '' TERM` makes sh ignore SIGTERM; exec'd `sleep` inherits the ignored disposition.
+        let mut child = Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let exec_d = poll::wait(Duration::from_millis(10), Duration::from_secs(10), || {
+            Process::new(pid)
+                .and_then(|p| p.cmdline())
+                .is_ok_and(|a| a.first().is_some_and(|a| a == "sleep"))
+        });
+        assert!(exec_d, "the child did not exec sleep");
+        let proc = Proc::of(pid).unwrap();
+        let left = terminate(&[proc], Duration::from_millis(200));
+        assert!(left.is_empty(), "still alive: {left:?}");
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::poll;
+
 pub use host::HostState;
 pub use render::NodeLayout;
 pub use sweep::Footprint;
@@ -402,21 +404,18 @@ fn ctr(bin: &Path, node: &NodeLayout, args: &[&OsStr]) -> anyhow::Result<()> {
 }
 
 fn wait_for(path: &Path, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while !path.exists() {
-        if Instant::now() > deadline {
+    poll::until(Duration::from_millis(50), within, || {
+        if !path.exists() {
             bail!("{} did not appear within {within:?}", path.display());
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn wait_ready(join: &Join, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
     let names: Vec<&str> = NODES.iter().map(|(n, _)| *n).collect();
     // `kubectl wait` fails at once on a node that has not registered yet.
-    loop {
+    poll::until(Duration::from_millis(250), within, || {
         let out = (join.kubectl)()
             .args(["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
             .output()?;
@@ -424,17 +423,14 @@ fn wait_ready(join: &Join, within: Duration) -> anyhow::Result<()> {
         let ready = names
             .iter()
             .all(|n| text.lines().any(|l| l == format!("{n}=True")));
-        if ready {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
+        if !ready {
             bail!(
                 "the real nodes did not become Ready within {within:?}; nodes: {}",
                 text.trim()
             );
         }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        Ok(())
+    })
 }
 
 /// The machine's own address: a node IP cannot be loopback (pods could not reach it).

@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use procfs::process::Process;
+
+use crate::cluster::poll;
+use crate::cluster::procs::{Proc, terminate};
 
 /// What belongs to the real nodes.
 pub struct Footprint {
@@ -19,51 +20,22 @@ pub struct Footprint {
     pub bridges: Vec<String>,
 }
 
-/// A process told apart from a later one that reuses its pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Proc {
-    pub pid: i32,
-    start: u64,
-}
-
-impl Proc {
-    pub fn of(pid: i32) -> Option<Proc> {
-        let stat = Process::new(pid).ok()?.stat().ok()?;
-        (stat.state != 'Z').then_some(Proc {
-            pid,
-            start: stat.starttime,
-        })
-    }
-
-    pub fn alive(&self) -> bool {
-        Proc::of(self.pid).is_some_and(|p| p == *self)
-    }
-}
-
 impl Footprint {
     /// Processes whose command line names one of our roots (kubelets, containerd, shims).
     pub fn daemons(&self) -> Vec<Proc> {
-        let me = std::process::id() as i32;
-        let Ok(all) = procfs::process::all_processes() else {
-            return Vec::new();
-        };
-        all.flatten()
-            .filter(|p| p.pid != me)
-            .filter(|p| {
-                p.cmdline().is_ok_and(|args| {
-                    args.iter()
-                        .any(|a| self.roots.iter().any(|r| a.contains(&*r.to_string_lossy())))
-                })
+        crate::cluster::procs::every(|p| {
+            p.cmdline().is_ok_and(|args| {
+                args.iter()
+                    .any(|a| self.roots.iter().any(|r| a.contains(&*r.to_string_lossy())))
             })
-            .filter_map(|p| Proc::of(p.pid))
-            .collect()
+        })
     }
 
     /// Every process in our cgroups: the containers and their children.
     pub fn contained(&self) -> Vec<Proc> {
         let mut found = HashSet::new();
         for dir in self.cgroup_dirs() {
-            for entry in walkdir(&dir) {
+            for entry in dirs(&dir) {
                 let Ok(text) = std::fs::read_to_string(entry.join("cgroup.procs")) else {
                     continue;
                 };
@@ -128,20 +100,18 @@ impl Footprint {
 
     fn remove_cgroups(&self) {
         // A cgroup is busy until its last process has exited: try for a while.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        poll::wait(Duration::from_millis(100), Duration::from_secs(10), || {
             let mut busy = false;
             for dir in self.cgroup_dirs() {
-                for d in walkdir(&dir).into_iter().rev() {
+                for d in dirs(&dir) {
                     busy |= std::fs::remove_dir(&d).is_err();
                 }
             }
-            if !busy || Instant::now() > deadline {
-                return;
+            if busy {
+                terminate(&self.contained(), Duration::ZERO);
             }
-            terminate(&self.contained(), Duration::ZERO);
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            !busy
+        });
     }
 
     /// What is still there, one line each.
@@ -173,35 +143,6 @@ fn is_kubelet(pid: i32) -> bool {
         .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "kubelet"))
 }
 
-/// SIGTERM (unless `grace` is zero), then SIGKILL; waits until each has really exited.
-pub fn terminate(procs: &[Proc], grace: Duration) {
-    let alive = || {
-        procs
-            .iter()
-            .filter(|p| p.alive())
-            .copied()
-            .collect::<Vec<_>>()
-    };
-    let send = |sig, ps: &[Proc]| {
-        for p in ps {
-            let _ = kill(Pid::from_raw(p.pid), sig);
-        }
-    };
-    if !grace.is_zero() {
-        send(Signal::SIGTERM, &alive());
-        wait_gone(&alive, grace);
-    }
-    send(Signal::SIGKILL, &alive());
-    wait_gone(&alive, Duration::from_secs(5));
-}
-
-fn wait_gone(alive: &dyn Fn() -> Vec<Proc>, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !alive().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The mount points of every cgroup hierarchy (v1 controllers, and the unified one if mounted).
 pub fn hierarchies() -> Vec<PathBuf> {
     let Ok(mounts) = Process::myself().and_then(|p| p.mountinfo()) else {
@@ -221,22 +162,14 @@ fn mount_points() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// `dir` and every directory below it, parents before children.
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(entries) = std::fs::read_dir(&out[i]) {
-            out.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-        i += 1;
-    }
-    out
+/// `dir` and every directory below it, children before their parents (the order to remove them in).
+fn dirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .contents_first(true)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .map(walkdir::DirEntry::into_path)
 }
 
 #[cfg(test)]
@@ -256,17 +189,18 @@ mod tests {
             cgroups: vec![],
             bridges: vec![],
         };
-        // Until the child has exec'd, its command line is still ours.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut found = footprint.daemons();
-        while found.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-            found = footprint.daemons();
-        }
-        assert_eq!(
-            found.iter().map(|p| p.pid).collect::<Vec<_>>(),
-            [child.id() as i32]
-        );
+        // Until the child has exec'd, its command line is still ours; and until sh's own child
+        // has exec'd `sleep`, that one's is sh's, naming the root too.
+        let pid = child.id() as i32;
+        let found = poll::until(Duration::from_millis(20), Duration::from_secs(10), || {
+            let found = footprint.daemons();
+            if found.iter().map(|p| p.pid).eq([pid]) {
+                Ok(found)
+            } else {
+                Err(found)
+            }
+        });
+        let found = found.unwrap_or_else(|f| panic!("found {f:?}, not just {pid}"));
         terminate(&found, Duration::from_secs(5));
         let _ = child.wait();
         assert!(footprint.daemons().is_empty());
@@ -274,11 +208,14 @@ mod tests {
     }
 
     #[test]
-    fn walkdir_lists_parents_before_children() {
+    fn dirs_lists_children_before_parents_and_only_directories() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        let all = walkdir(dir.path());
+        std::fs::write(dir.path().join("a/file"), "").unwrap();
+        let all: Vec<PathBuf> = dirs(dir.path()).collect();
         let pos = |p: &str| all.iter().position(|d| d.ends_with(p)).unwrap();
-        assert!(pos("a") < pos("a/b"));
+        assert!(pos("a/b") < pos("a"));
+        assert_eq!(all.last().map(PathBuf::as_path), Some(dir.path()));
+        assert_eq!(all.len(), 3, "{all:?}");
     }
 }
