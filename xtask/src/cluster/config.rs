@@ -1,13 +1,64 @@
-//! The kwokctl configuration for a test cluster: pure text rendering, no I/O.
+//! The kwokctl configuration for a test cluster: pure rendering, no I/O.
 
 use std::path::Path;
+
+use serde::Serialize;
 
 /// Our extra kwok stages (documented in the README's testing section).
 pub const ROIERGASIAS_STAGES: &str = include_str!("../../kwok/roiergasias-stages.yaml");
 
+/// kwokctl's `KwokctlConfiguration` (config.kwok.x-k8s.io/v1alpha1), the fields we set.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KwokctlConfiguration {
+    api_version: &'static str,
+    kind: &'static str,
+    options: Options,
+    components_patches: Vec<ComponentPatch>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Options {
+    runtime: &'static str,
+    bind_address: &'static str,
+    #[serde(rename = "disableQPSLimits")]
+    disable_qps_limits: bool,
+    kube_apiserver_binary: String,
+    kube_controller_manager_binary: String,
+    kube_scheduler_binary: String,
+    kubectl_binary: String,
+    etcd_binary: String,
+    kwok_controller_binary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kube_apiserver_port: Option<u16>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ComponentPatch {
+    name: &'static str,
+    extra_args: Vec<ExtraArg>,
+}
+
+#[derive(Serialize)]
+struct ExtraArg {
+    key: &'static str,
+    value: String,
+    /// Replaces kwokctl's own value of the flag instead of adding a second one.
+    #[serde(rename = "override", skip_serializing_if = "std::ops::Not::not")]
+    replace: bool,
+}
+
+fn arg(key: &'static str, value: impl Into<String>) -> ExtraArg {
+    ExtraArg {
+        key,
+        value: value.into(),
+        replace: false,
+    }
+}
+
 /// Renders the kwokctl config: every binary from `bin`, loopback only, kwok's default stages plus ours.
-///
-/// JSON strings are valid YAML scalars, so paths are quoted with serde_json whatever they contain.
 ///
 /// The components patches serve the real nodes (and are harmless without them): kwok-controller
 /// fakes only the nodes annotated as fake (kwokctl's binary runtime says `--manage-all-nodes=true`);
@@ -15,51 +66,58 @@ pub const ROIERGASIAS_STAGES: &str = include_str!("../../kwok/roiergasias-stages
 /// InternalIP first; and PodNodeSelector with PodTolerationRestriction let a namespace pin its pods
 /// to fake or real nodes.
 pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stages: &str) -> String {
-    let path = |name: &str| {
-        serde_json::to_string(&bin.join(name).display().to_string()).expect("a string")
+    let path = |name: &str| bin.join(name).display().to_string();
+    let pki_file = |name: &str| pki.join(name).display().to_string();
+    let config = KwokctlConfiguration {
+        api_version: "config.kwok.x-k8s.io/v1alpha1",
+        kind: "KwokctlConfiguration",
+        options: Options {
+            runtime: "binary",
+            bind_address: "127.0.0.1",
+            disable_qps_limits: true,
+            kube_apiserver_binary: path("kube-apiserver"),
+            kube_controller_manager_binary: path("kube-controller-manager"),
+            kube_scheduler_binary: path("kube-scheduler"),
+            kubectl_binary: path("kubectl"),
+            etcd_binary: path("etcd"),
+            kwok_controller_binary: path("kwok"),
+            kube_apiserver_port: apiserver_port,
+        },
+        components_patches: vec![
+            ComponentPatch {
+                name: "kwok-controller",
+                extra_args: vec![
+                    ExtraArg {
+                        replace: true,
+                        ..arg("manage-all-nodes", "false")
+                    },
+                    arg(
+                        "manage-nodes-with-annotation-selector",
+                        "kwok.x-k8s.io/node=fake",
+                    ),
+                ],
+            },
+            ComponentPatch {
+                name: "kube-apiserver",
+                extra_args: vec![
+                    arg("kubelet-client-certificate", pki_file("admin.crt")),
+                    arg("kubelet-client-key", pki_file("admin.key")),
+                    arg(
+                        "kubelet-preferred-address-types",
+                        "InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
+                    ),
+                    arg(
+                        "enable-admission-plugins",
+                        "PodNodeSelector,PodTolerationRestriction",
+                    ),
+                ],
+            },
+        ],
     };
-    let pki_file = |name: &str| {
-        serde_json::to_string(&pki.join(name).display().to_string()).expect("a string")
-    };
-    let port = apiserver_port
-        .map(|p| format!("  kubeApiserverPort: {p}\n"))
-        .unwrap_or_default();
+    // kwok's stages are YAML text already; they follow as documents of their own.
     format!(
-        "apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokctlConfiguration
-options:
-  runtime: binary
-  bindAddress: 127.0.0.1
-  disableQPSLimits: true
-  kubeApiserverBinary: {apiserver}
-  kubeControllerManagerBinary: {kcm}
-  kubeSchedulerBinary: {scheduler}
-  kubectlBinary: {kubectl}
-  etcdBinary: {etcd}
-  kwokControllerBinary: {kwok}
-{port}componentsPatches:
-- name: kwok-controller
-  extraArgs:
-  - {{key: manage-all-nodes, value: \"false\", override: true}}
-  - {{key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}}
-- name: kube-apiserver
-  extraArgs:
-  - {{key: kubelet-client-certificate, value: {admin_crt}}}
-  - {{key: kubelet-client-key, value: {admin_key}}}
-  - {{key: kubelet-preferred-address-types, value: \"InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP\"}}
-  - {{key: enable-admission-plugins, value: \"PodNodeSelector,PodTolerationRestriction\"}}
----
-{default_stages}
----
-{ROIERGASIAS_STAGES}",
-        apiserver = path("kube-apiserver"),
-        kcm = path("kube-controller-manager"),
-        scheduler = path("kube-scheduler"),
-        kubectl = path("kubectl"),
-        etcd = path("etcd"),
-        kwok = path("kwok"),
-        admin_crt = pki_file("admin.crt"),
-        admin_key = pki_file("admin.key"),
+        "{}---\n{default_stages}\n---\n{ROIERGASIAS_STAGES}",
+        super::yaml(&[config])
     )
 }
 
@@ -75,6 +133,8 @@ mod tests {
             None,
             "kind: Stage\n",
         );
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let options = &docs[0]["options"];
         for (key, name) in [
             ("kubeApiserverBinary", "kube-apiserver"),
             ("kubeControllerManagerBinary", "kube-controller-manager"),
@@ -83,14 +143,75 @@ mod tests {
             ("etcdBinary", "etcd"),
             ("kwokControllerBinary", "kwok"),
         ] {
-            assert!(
-                text.contains(&format!("  {key}: \"/cache/bin/{name}\"\n")),
-                "{key} missing in\n{text}"
+            assert_eq!(
+                options[key],
+                format!("/cache/bin/{name}"),
+                "{key} in\n{text}"
             );
         }
-        assert!(text.contains("  bindAddress: 127.0.0.1\n"));
+        assert_eq!(options["bindAddress"], "127.0.0.1");
         assert!(!text.contains("kubeApiserverPort"));
         assert!(!text.contains("https://"), "nothing may be downloaded");
+    }
+
+    #[test]
+    fn the_config_parses_back_to_the_expected_values() {
+        let text = render(
+            Path::new("/b"),
+            Path::new("/pki"),
+            Some(6443),
+            "kind: Stage\n",
+        );
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let expected = serde_json::json!({
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "bindAddress": "127.0.0.1",
+                "disableQPSLimits": true,
+                "kubeApiserverBinary": "/b/kube-apiserver",
+                "kubeControllerManagerBinary": "/b/kube-controller-manager",
+                "kubeSchedulerBinary": "/b/kube-scheduler",
+                "kubectlBinary": "/b/kubectl",
+                "etcdBinary": "/b/etcd",
+                "kwokControllerBinary": "/b/kwok",
+                "kubeApiserverPort": 6443,
+            },
+            "componentsPatches": [
+                {"name": "kwok-controller", "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false", "override": true},
+                    {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"},
+                ]},
+                {"name": "kube-apiserver", "extraArgs": [
+                    {"key": "kubelet-client-certificate", "value": "/pki/admin.crt"},
+                    {"key": "kubelet-client-key", "value": "/pki/admin.key"},
+                    {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP"},
+                    {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
+                ]},
+            ],
+        });
+        assert_eq!(docs[0], expected);
+        assert_eq!(docs[1], serde_json::json!({"kind": "Stage"}));
+        let ours: Vec<serde_json::Value> = serde_saphyr::from_multiple(ROIERGASIAS_STAGES).unwrap();
+        assert_eq!(docs[2..], ours[..], "our stages follow unchanged");
+    }
+
+    #[test]
+    fn paths_yaml_would_misread_stay_strings() {
+        for dir in [
+            "/a: b #c", "/true", "/x\n  y", " /lead", "/1e3", "/'q\"", "/- [x]",
+        ] {
+            let text = render(Path::new(dir), Path::new(dir), None, "");
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+            assert_eq!(
+                docs[0]["options"]["etcdBinary"],
+                format!("{dir}/etcd"),
+                "in\n{text}"
+            );
+            let apiserver = &docs[0]["componentsPatches"][1]["extraArgs"][0];
+            assert_eq!(apiserver["value"], format!("{dir}/admin.crt"));
+        }
     }
 
     #[test]

@@ -543,6 +543,14 @@ fn output(cmd: &mut Command) -> anyhow::Result<Output> {
         .with_context(|| format!("running {:?}", cmd.get_program()))
 }
 
+/// `docs` as one YAML text of as many documents, for kwokctl and kubectl. Long strings (paths) stay
+/// plain scalars rather than folded blocks; strings that YAML 1.1 would read as numbers or booleans
+/// are quoted (serde-saphyr's default), as Go's YAML readers need.
+fn yaml<T: serde::Serialize>(docs: &[T]) -> String {
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_multiple_with_options(docs, options).expect("plain data serializes")
+}
+
 /// Child stdout goes to our stderr so that our stdout carries only the kubeconfig path.
 fn stderr_stdio() -> anyhow::Result<Stdio> {
     use std::os::fd::AsFd;

@@ -171,20 +171,47 @@ pub fn kubelet_config(node: &NodeLayout, client_ca: &std::path::Path) -> String 
     }))
 }
 
-/// A kubeconfig naming the node's own client certificate (group `system:nodes`).
+/// A kubeconfig naming the node's own client certificate (group `system:nodes`), as kube's typed
+/// `Kubeconfig`, written as JSON.
 pub fn kubelet_kubeconfig(node: &NodeLayout, server: &str, ca: &std::path::Path) -> String {
+    use kube::config::{
+        AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+    };
     let pki = node.pki_dir();
-    pretty(&json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "roiergasias", "cluster": {"server": server, "certificate-authority": s(ca)}}],
-        "users": [{"name": node.name, "user": {
-            "client-certificate": s(&pki.join("node.crt")),
-            "client-key": s(&pki.join("node.key")),
-        }}],
-        "contexts": [{"name": "default", "context": {"cluster": "roiergasias", "user": node.name}}],
-        "current-context": "default",
-    }))
+    let config = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: "roiergasias".into(),
+            cluster: Some(Cluster {
+                server: Some(server.into()),
+                certificate_authority: Some(s(ca)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: node.name.clone(),
+            auth_info: Some(AuthInfo {
+                client_certificate: Some(s(&pki.join("node.crt"))),
+                client_key: Some(s(&pki.join("node.key"))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        contexts: vec![NamedContext {
+            name: "default".into(),
+            context: Some(Context {
+                cluster: "roiergasias".into(),
+                user: Some(node.name.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        current_context: Some("default".into()),
+        ..Default::default()
+    };
+    serde_json::to_string_pretty(&config).expect("a kubeconfig serializes")
 }
 
 /// The kubelet's command line.
@@ -277,6 +304,151 @@ mod tests {
             cni["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.244.1.0/24"
         );
+    }
+
+    /// What a parser reads back from each document, in full: nothing may change by accident.
+    #[test]
+    fn the_kubeconfig_parses_back_to_the_expected_values() {
+        let text = kubelet_kubeconfig(&layout(), "https://10.0.0.5:6443", "/pki/ca.crt".as_ref());
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        let expected = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "roiergasias", "cluster": {
+                "server": "https://10.0.0.5:6443",
+                "certificate-authority": "/pki/ca.crt",
+            }}],
+            "users": [{"name": "real-node1", "user": {
+                "client-certificate": "/cache/real/node1/kubelet/pki/node.crt",
+                "client-key": "/cache/real/node1/kubelet/pki/node.key",
+            }}],
+            "contexts": [{"name": "default", "context": {"cluster": "roiergasias", "user": "real-node1"}}],
+            "current-context": "default",
+        });
+        assert_eq!(parsed, expected);
+        // kube's own reader (client-go's format) finds the same.
+        let cfg = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(cfg.current_context.as_deref(), Some("default"));
+        let cluster = cfg.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.5:6443"));
+    }
+
+    #[test]
+    fn the_kubelet_config_parses_back_to_the_expected_values() {
+        let parsed: Value =
+            serde_json::from_str(&kubelet_config(&layout(), "/pki/ca.crt".as_ref())).unwrap();
+        let endpoint = "unix:///run/roiergasias/node1/containerd.sock";
+        let expected = json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": "10.0.0.5",
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": "/pki/ca.crt"},
+            },
+            "authorization": {"mode": "Webhook"},
+            "containerRuntimeEndpoint": endpoint,
+            "imageServiceEndpoint": endpoint,
+            "cgroupDriver": "cgroupfs",
+            "cgroupRoot": "/roiergasias-node1",
+            "cgroupsPerQOS": true,
+            "enforceNodeAllocatable": ["pods"],
+            "failSwapOn": false,
+            "failCgroupV1": false,
+            "makeIPTablesUtilChains": false,
+            "resolvConf": "/etc/resolv.conf",
+            "podLogsDir": "/cache/real/node1/pod-logs",
+            "serializeImagePulls": false,
+            "rotateCertificates": false,
+            "serverTLSBootstrap": false,
+            "maxPods": 20,
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+            "fileCheckFrequency": "5s",
+            "syncFrequency": "10s",
+        });
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn the_cni_conflist_parses_back_to_the_expected_values() {
+        let parsed: Value = serde_json::from_str(&cni_conflist(&layout())).unwrap();
+        let expected = json!({
+            "cniVersion": "1.0.0",
+            "name": "real-node1",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": "rgs-node1",
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": "/cache/real/node1/cni/ipam",
+                    },
+                },
+                {"type": "loopback"},
+            ],
+        });
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn the_containerd_config_parses_back_to_the_expected_values() {
+        let text = containerd_config(&layout(), "/usr/sbin/runc", "/usr/lib/cni");
+        let parsed: Value = toml::from_str(&text).unwrap();
+        let run = "/run/roiergasias/node1";
+        let expected = json!({
+            "version": 3,
+            "root": "/cache/real/node1/containerd/root",
+            "state": format!("{run}/state"),
+            "grpc": {"address": format!("{run}/containerd.sock")},
+            "ttrpc": {"address": format!("{run}/containerd.sock.ttrpc")},
+            "plugins": {
+                "io.containerd.cri.v1.images": {
+                    "snapshotter": "overlayfs",
+                    "pinned_images": {"sandbox": "localhost/roiergasias/pause:3.10"},
+                },
+                "io.containerd.cri.v1.runtime": {
+                    "enable_selinux": false,
+                    "restrict_oom_score_adj": true,
+                    "netns_mounts_under_state_dir": true,
+                    "cdi_spec_dirs": [],
+                    "containerd": {
+                        "default_runtime_name": "runc",
+                        "runtimes": {"runc": {
+                            "runtime_type": "io.containerd.runc.v2",
+                            "options": {
+                                "SystemdCgroup": false,
+                                "BinaryName": "/usr/sbin/runc",
+                                "Root": format!("{run}/runc"),
+                            },
+                        }},
+                    },
+                    "cni": {
+                        "bin_dirs": ["/usr/lib/cni"],
+                        "conf_dir": "/cache/real/node1/cni/net.d",
+                        "max_conf_num": 1,
+                    },
+                },
+                "io.containerd.grpc.v1.cri": {
+                    "stream_server_address": "127.0.0.1",
+                    "stream_server_port": "0",
+                },
+                "io.containerd.nri.v1.nri": {"disable": true},
+                "io.containerd.internal.v1.opt": {"path": "/cache/real/node1/containerd/opt"},
+            },
+        });
+        assert_eq!(parsed, expected);
     }
 
     #[test]
