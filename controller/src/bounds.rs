@@ -9,8 +9,8 @@ use roiergasias_crd::{SplitPhase, Workflow, WorkflowStatus};
 use roiergasias_engine::EnvVar;
 use serde::Serialize;
 
-use crate::state::FailReason;
 use crate::transition;
+use crate::workflow::FailReason;
 
 /// etcd refuses requests over 1.5 MiB (`--max-request-bytes`, 1 572 864 by default). The
 /// Workflow as stored stays under this, leaving room for etcd's own envelope.

@@ -1,95 +1,56 @@
 //! What every reconcile shares, and the errors a reconcile can end with.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
-use kube::ResourceExt;
-use kube::runtime::events::Recorder;
-use roiergasias_crd::Workflow;
 use tokio::sync::Semaphore;
 
-use crate::cache::Cache;
+use crate::api::Cluster;
 use crate::crash::CrashPoints;
+use crate::memory::Memory;
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
 
-/// Shared by every reconcile.
-pub struct Context {
-    pub client: kube::Client,
+/// What the operator is started with, the same for every run of its controllers.
+pub struct Settings {
     pub runner_image: String,
-    pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Test-only crash points (see [`CrashPoints`]).
     pub crash: CrashPoints,
     /// What a Workflow's jobTemplate may ask for (see [`Policy`]).
     pub policy: Policy,
-    /// Consecutive failures per Workflow, for the error back-off.
-    pub(crate) failures: Mutex<HashMap<String, u32>>,
-    /// Consecutive write conflicts per Workflow, for their own (shorter) back-off.
-    pub(crate) conflicts: Mutex<HashMap<String, u32>>,
-    /// Parses and plans of specs running at once, on blocking threads: one per core.
-    pub(crate) planning: Arc<Semaphore>,
-    /// Per Workflow, the resourceVersions our last reconcile's status writes replaced (one per
-    /// chained transition): a reconcile handed one of them (the cache has not yet seen our
-    /// writes) is skipped, since the writes' own watch events bring the current one. Saves a
-    /// doomed conflict, and its delay, per transition.
-    pub(crate) superseded: Mutex<HashMap<String, Vec<String>>>,
-    /// The running controllers' Job and pod caches; replaced each time they (re)start.
-    cache: RwLock<Cache>,
 }
 
-impl Context {
-    pub fn set_cache(&self, cache: Cache) {
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = cache;
-    }
+/// Shared by every reconcile of one run of the controllers: their dependencies, and the one
+/// per-Workflow [`Memory`].
+pub(crate) struct Context<C> {
+    pub(crate) cluster: C,
+    pub(crate) runner_image: String,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) crash: CrashPoints,
+    pub(crate) policy: Policy,
+    /// Parses and plans of specs running at once, on blocking threads: one per core.
+    pub(crate) planning: Arc<Semaphore>,
+    pub(crate) memory: Memory,
+}
 
-    pub(crate) fn cache(&self) -> Cache {
-        self.cache.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// True when `workflow` is a version our last reconcile's status writes replaced; otherwise
-    /// forgets those writes (the cache has caught up).
-    pub(crate) fn behind_own_write(&self, workflow: &Workflow) -> bool {
-        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
-        let key = key(workflow);
-        match (superseded.get(&key), workflow.resource_version()) {
-            (Some(old), Some(current)) if old.contains(&current) => true,
-            (Some(_), _) => {
-                superseded.remove(&key);
-                false
-            }
-            (None, _) => false,
-        }
-    }
-
-    /// The same context, enforcing `policy` (the default allows everything, as the original did).
-    pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    pub fn new(
-        client: kube::Client,
-        runner_image: String,
-        recorder: Recorder,
-        metrics: Arc<Metrics>,
-        crash: CrashPoints,
-    ) -> Self {
+impl<C: Cluster> Context<C> {
+    pub(crate) fn new(cluster: C, settings: &Settings) -> Self {
         Context {
-            client,
-            runner_image,
-            recorder,
-            metrics,
-            crash,
-            policy: Policy::default(),
-            failures: Mutex::new(HashMap::new()),
-            conflicts: Mutex::new(HashMap::new()),
+            cluster,
+            runner_image: settings.runner_image.clone(),
+            metrics: settings.metrics.clone(),
+            crash: settings.crash.clone(),
+            policy: settings.policy.clone(),
             planning: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
-            superseded: Mutex::new(HashMap::new()),
-            cache: RwLock::new(Cache::default()),
+            memory: Memory::default(),
         }
+    }
+
+    /// Forgets every Workflow for which `exists` is false (deleted ones).
+    pub(crate) fn forget_unless(&self, exists: impl Fn(&str) -> bool) {
+        self.memory.retain(exists);
     }
 }
 
@@ -110,7 +71,7 @@ pub enum Error {
 
 impl Error {
     /// A short, bounded word for the errors metric.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
             Error::Conflict => "conflict",
@@ -118,70 +79,5 @@ impl Error {
             Error::Incomplete(_) => "incomplete",
             Error::StatusTooLarge(_) => "status_too_large",
         }
-    }
-}
-
-/// `namespace/name`.
-pub(crate) fn key(workflow: &Workflow) -> String {
-    format!(
-        "{}/{}",
-        workflow.namespace().unwrap_or_default(),
-        workflow.name_any()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use roiergasias_crd::{WorkflowSpec, WorkflowYaml};
-
-    fn context() -> Context {
-        // No request is made: a client needs only a URL to exist.
-        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        let recorder = Recorder::new(client.clone(), "test".into());
-        Context::new(
-            client,
-            "runner".into(),
-            recorder,
-            Arc::new(Metrics::new()),
-            CrashPoints::default(),
-        )
-    }
-
-    fn at_version(rv: &str) -> Workflow {
-        let mut wf = Workflow::new(
-            "w",
-            WorkflowSpec {
-                workflow_yaml: WorkflowYaml {
-                    name: "w".into(),
-                    yaml: "version: 0.1".into(),
-                },
-                job_template: None,
-            },
-        );
-        wf.metadata.namespace = Some("ns".into());
-        wf.metadata.resource_version = Some(rv.into());
-        wf
-    }
-
-    #[tokio::test]
-    async fn a_copy_older_than_our_own_write_is_skipped_until_the_cache_catches_up() {
-        let ctx = context();
-        assert!(
-            !ctx.behind_own_write(&at_version("10")),
-            "nothing written yet"
-        );
-        // One reconcile chained two status writes: over version 10, then over 11.
-        ctx.superseded
-            .lock()
-            .unwrap()
-            .insert(key(&at_version("10")), vec!["10".into(), "11".into()]);
-        assert!(ctx.behind_own_write(&at_version("10")), "stale copy");
-        assert!(ctx.behind_own_write(&at_version("11")), "intermediate copy");
-        assert!(ctx.behind_own_write(&at_version("10")), "still stale");
-        assert!(!ctx.behind_own_write(&at_version("12")), "caught up");
-        // Forgotten once the cache caught up: the map stays bounded.
-        assert!(ctx.superseded.lock().unwrap().is_empty());
     }
 }

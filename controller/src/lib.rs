@@ -1,24 +1,27 @@
 //! The roiergasias operator: reconciles `Workflow`s into one ConfigMap and Job per split.
 //!
-//! Pure parts (no client): [`plan`], [`state`], [`transition`], [`bounds`], [`build`], [`names`].
-//! I/O: [`reconcile`] (with [`context`], [`cache`], [`observe`], [`write`](mod@write), `rederive`,
-//! [`crash`]);
-//! process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
+//! - Pure, no client: [`workflow`] (the machine: every decision), `transition` (how each
+//!   decision changes status), `bounds`, `build`, `names`, `plan`, `policy`, `status_patch`.
+//! - The seam: `api` (every API call, over kube, or a fake in tests).
+//! - I/O: [`reconcile`] (decide → carry out), `observe`, [`cache`], `memory`, [`crash`].
+//! - Process wiring: [`http`], [`leader`], [`telemetry`] and the binary.
 
-pub mod bounds;
-pub mod build;
-pub mod cache;
+mod api;
+mod bounds;
+mod build;
+mod cache;
 pub mod context;
+pub mod controllers;
 pub mod crash;
 pub mod http;
 pub mod leader;
-pub mod names;
-pub mod observe;
-pub mod plan;
+mod memory;
+mod names;
+mod observe;
+mod plan;
 pub mod policy;
-pub mod reconcile;
-mod rederive;
-pub mod state;
+mod reconcile;
+mod status_patch;
 pub mod telemetry;
-pub mod transition;
-pub mod write;
+mod transition;
+mod workflow;

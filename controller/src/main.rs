@@ -4,26 +4,17 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use futures::FutureExt;
 use kube::Client;
-use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::{Controller, watcher};
-use roiergasias_controller::build::{MANAGED_BY, MANAGED_BY_LABEL};
-use roiergasias_controller::cache::Cache;
+use roiergasias_controller::context::Settings;
+use roiergasias_controller::controllers::{self, Shutdown};
 use roiergasias_controller::crash::CrashPoints;
 use roiergasias_controller::leader::{self, LeaderConfig};
 use roiergasias_controller::policy::{self, JobTemplates, Policy};
-use roiergasias_controller::reconcile::{Context, error_policy, reconcile};
 use roiergasias_controller::{http, telemetry::Metrics};
-use roiergasias_crd::Workflow;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -85,8 +76,6 @@ enum LogFormat {
     Json,
 }
 
-type Shutdown = Shared<BoxFuture<'static, ()>>;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -140,19 +129,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         controller: "roiergasias-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            args.runner_image.clone(),
-            Recorder::new(client.clone(), reporter),
-            metrics.clone(),
-            CrashPoints::from_env(),
-        )
-        .with_policy(Policy {
+    let recorder = Recorder::new(client.clone(), reporter);
+    let settings = Arc::new(Settings {
+        runner_image: args.runner_image.clone(),
+        metrics: metrics.clone(),
+        crash: CrashPoints::from_env(),
+        policy: Policy {
             job_templates: args.job_templates,
             allowed_service_accounts: args.allowed_service_accounts.iter().cloned().collect(),
-        }),
-    );
+        },
+    });
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let server = tokio::spawn(http::serve(
@@ -162,13 +148,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         shutdown.clone(),
     ));
     let namespaces = args.namespaces.clone();
-    let (direct_ctx, direct_namespaces) = (ctx.clone(), namespaces.clone());
+    let direct = (client.clone(), recorder.clone(), settings.clone());
     let controllers = {
-        let shutdown = shutdown.clone();
+        let (shutdown, client) = (shutdown.clone(), client.clone());
         move || {
-            let (ctx, namespaces, shutdown) = (ctx.clone(), namespaces.clone(), shutdown.clone());
+            let (client, recorder, settings) = (client.clone(), recorder.clone(), settings.clone());
+            let (namespaces, shutdown) = (namespaces.clone(), shutdown.clone());
             async move {
-                run_controllers(ctx, namespaces, shutdown.clone()).await;
+                controllers::run(client, recorder, &settings, namespaces, shutdown.clone()).await;
                 if shutdown.peek().is_some() {
                     // Drained after SIGTERM: let the leader elector see the shutdown itself
                     // (and release the Lease) rather than a controller that quit on its own.
@@ -192,7 +179,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     } else {
         ready_tx.send_replace(true);
-        run_controllers(direct_ctx, direct_namespaces, shutdown.clone()).await;
+        let (client, recorder, settings) = direct;
+        let namespaces = args.namespaces.clone();
+        controllers::run(client, recorder, &settings, namespaces, shutdown.clone()).await;
     }
     ready_tx.send_replace(false);
     match server.await {
@@ -217,97 +206,5 @@ async fn shutdown_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received; shutting down gracefully"),
         _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down gracefully"),
-    }
-}
-
-/// One controller per watched namespace (or one for all), until shutdown.
-async fn run_controllers(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: Shutdown) {
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.into_iter().map(Some).collect()
-    };
-    // Jobs, ConfigMaps and pod templates carry this label: only the operator's own are watched.
-    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let mut stores = Vec::new();
-    let mut runs = Vec::new();
-    let mut cache = Cache::default();
-    for scope in scopes {
-        let client = ctx.client.clone();
-        let (workflows, jobs, pods): (Api<Workflow>, Api<Job>, Api<Pod>) = match &scope {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client),
-            ),
-        };
-        // Owned Jobs drive progress, through the cache the reconciles read; their pods wake a
-        // Workflow when no node can take them. ConfigMaps are not watched: nothing in them
-        // changes what the controller does next.
-        let (job_events, pod_events, workflow_of) = cache.watch(jobs, pods, &owned);
-        let controller = Controller::new(workflows, watcher::Config::default())
-            .owns_stream(job_events)
-            .watches_stream(pod_events, workflow_of)
-            .graceful_shutdown_on(shutdown.clone());
-        stores.push(controller.store());
-        runs.push(
-            controller
-                .run(reconcile, error_policy, ctx.clone())
-                .for_each(|result| async move {
-                    match result {
-                        // Already logged, with the workflow's name, by error_policy.
-                        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                        Err(e) => warn!(error = %e, "controller"),
-                        Ok(_) => {}
-                    }
-                }),
-        );
-    }
-    ctx.set_cache(cache);
-    let gauges = report_phases(ctx.clone(), stores.clone());
-    tokio::select! {
-        _ = futures::future::join_all(runs) => {}
-        _ = gauges => {}
-        _ = stopped_before_ready(shutdown, stores) => {
-            info!("stopped before the Workflow cache was filled: no reconcile had started");
-        }
-    }
-}
-
-/// Resolves on a shutdown that comes before every Workflow cache is filled. kube holds reconciles
-/// until then, and a graceful shutdown stops the watch that would fill it: the controllers would
-/// wait for each other forever.
-async fn stopped_before_ready(shutdown: Shutdown, stores: Vec<Store<Workflow>>) {
-    shutdown.await;
-    let ready = stores
-        .iter()
-        .all(|s| s.wait_until_ready().now_or_never().is_some());
-    if ready {
-        futures::future::pending::<()>().await;
-    }
-}
-
-/// Keeps the workflows-by-phase gauge current from the controllers' caches.
-async fn report_phases(ctx: Arc<Context>, stores: Vec<Store<Workflow>>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let phases: Vec<Option<String>> = stores
-            .iter()
-            .flat_map(|s| s.state())
-            .map(|w| {
-                w.status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .map(|p| format!("{p:?}"))
-            })
-            .collect();
-        ctx.metrics
-            .set_phase_counts(phases.iter().map(|p| p.as_deref()));
     }
 }

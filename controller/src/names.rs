@@ -83,7 +83,8 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Whether `name` is a DNS-1123 subdomain of at most `max` characters.
-pub fn is_valid(name: &str, max: usize) -> bool {
+#[cfg(test)]
+fn is_valid(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
         && name.split('.').all(|segment| {

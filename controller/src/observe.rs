@@ -1,108 +1,128 @@
-//! Reading what the state machine needs to decide: the current split's Job, its outcome and
-//! its pod's termination message, from the watch caches, else from the API server.
-
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+//! Finding out what the machine asks for (a [`Need`]): the current split's Job, its outcome and
+//! its pod's termination message, from the watch caches, else from the API server; and the pure
+//! readers of those objects.
 
 use std::sync::Arc;
 
-use crate::build::RUNNER_CONTAINER;
-use crate::cache::JOB_UID_LABEL;
-use crate::context::{Context, Error};
-use crate::names::SplitNames;
-use crate::state::{JobOutcome, Machine, Observed, Presence};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use kube::ResourceExt;
+use roiergasias_crd::Workflow;
 
-/// Reads what the current state needs. The caches hold at least the version of the Job whose
-/// change woke this reconcile; a Job they lack (created a moment ago) is read from the API server,
-/// so it is never missed.
-pub(crate) async fn observe(
-    ctx: &Context,
-    namespace: &str,
-    uid: &str,
-    machine: Machine,
-    names: Option<&SplitNames>,
-) -> Result<Observed, Error> {
-    let mut observed = Observed::default();
-    let Some(names) = names else {
-        return Ok(observed);
-    };
-    match machine {
-        Machine::Pending | Machine::Done => {}
-        // Nothing is read first: creating is the observation. An object that already exists
-        // comes back as AlreadyExists and its controller decides (see `create`), which saves two
-        // reads on every hand-off and handles the restart cases the same way.
-        Machine::Split(_) => {}
-        Machine::WaitingJob(_) => {
-            let job = match ctx.cache().job(namespace, &names.job) {
-                Some(job) => Some(job),
-                None => {
-                    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-                    jobs.get_opt(&names.job).await?.map(Arc::new)
-                }
-            };
-            observed.job = presence(job.as_ref().map(|o| &o.metadata), uid);
-            if let (Presence::Ours, Some(job)) = (&observed.job, &job) {
-                let outcome = job_outcome(job);
-                if outcome != JobOutcome::Running {
-                    match pod_message(ctx, namespace, job, outcome == JobOutcome::Complete).await? {
-                        Some(message) => observed.pod_message = message,
-                        None => observed.pod_gone = true,
-                    }
-                } else if let Some(uid) = job.uid() {
-                    let pods = ctx.cache().pods_of(namespace, &uid);
-                    observed.unschedulable = pods.iter().find_map(|pod| unschedulable(pod));
-                    if pods.is_empty() {
-                        observed.no_pod_yet = true;
-                        if created_a_while_ago(job) {
-                            observed.pod_refused = pod_refused(ctx, namespace, job).await?;
-                        }
-                    }
-                }
-                observed.job_outcome = Some(outcome);
-            }
+use crate::api::Cluster;
+use crate::build::{MANAGED_BY, MANAGED_BY_LABEL, RUNNER_CONTAINER, WORKFLOW_LABEL};
+use crate::context::{Context, Error};
+use crate::names::{MAX_LABEL_VALUE, fit};
+use crate::plan::plan_off_thread;
+use crate::workflow::{FinishedPod, JobOutcome, JobSeen, Need, Observed, presence};
+
+/// Finds out `need` for `workflow` into `observed`.
+pub(crate) async fn satisfy<C: Cluster>(
+    need: Need,
+    workflow: &Workflow,
+    ctx: &Context<C>,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let cluster = &ctx.cluster;
+    match need {
+        Need::Plan { build } => {
+            let plan = plan_off_thread(&ctx.planning, &workflow.spec, build).await;
+            observed.plan = Some((build, plan));
+        }
+        Need::Job { name } => {
+            let uid = workflow.uid().ok_or(Error::Incomplete("uid"))?;
+            let job = cluster.job(&namespace, &name).await?;
+            observed.job = Some(match job {
+                Some(job) => job_seen(cluster, &namespace, &uid, &job).await?,
+                None => JobSeen::missing(),
+            });
+        }
+        Need::Refusal { name } => {
+            let events = cluster.failed_creates(&namespace, &name).await?;
+            let job_uid = observed.job.as_ref().and_then(|j| j.uid.clone());
+            observed.refusal = Some(refusal(events, job_uid.as_deref()));
+        }
+        Need::OwnedJobs => {
+            let labels = format!(
+                "{MANAGED_BY_LABEL}={MANAGED_BY},{WORKFLOW_LABEL}={}",
+                fit(&workflow.name_any(), MAX_LABEL_VALUE)
+            );
+            observed.owned_jobs = Some(cluster.jobs_labelled(&namespace, &labels).await?);
         }
     }
-    Ok(observed)
+    Ok(())
 }
 
-/// A Job gets its pod within moments; one without a pod after this long may have been refused.
-const POD_GRACE: k8s_openapi::jiff::SignedDuration =
-    k8s_openapi::jiff::SignedDuration::from_secs(2);
-
-fn created_a_while_ago(job: &Job) -> bool {
-    let Some(created) = job.metadata.creation_timestamp.as_ref() else {
-        return true;
+/// What the machine needs to know of `job`, controlled by the Workflow with `uid` or not.
+async fn job_seen<C: Cluster>(
+    cluster: &C,
+    namespace: &str,
+    uid: &str,
+    job: &Job,
+) -> Result<JobSeen, Error> {
+    let mut seen = JobSeen::missing();
+    seen.presence = presence(Some(&job.metadata), uid);
+    seen.outcome = job_outcome(job);
+    seen.created = job.metadata.creation_timestamp.clone();
+    seen.uid = job.uid();
+    let Some(job_uid) = job.uid() else {
+        return Ok(seen);
     };
-    let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
-    age >= POD_GRACE
+    match &seen.outcome {
+        JobOutcome::Running => {
+            let pods = cluster.cached_pods(namespace, &job_uid);
+            seen.unschedulable = pods.iter().find_map(|pod| unschedulable(pod));
+            seen.no_pod_yet = pods.is_empty();
+        }
+        outcome => {
+            let succeeded = *outcome == JobOutcome::Complete;
+            seen.pod = Some(finished_pod(cluster, namespace, &job_uid, succeeded).await?);
+        }
+    }
+    Ok(seen)
 }
 
-/// The Job controller's latest FailedCreate Event for `job`, when it says admission refused the
-/// pod for good. Refusals that clear by themselves (a quota, a ServiceAccount not created yet)
-/// are not: the Job gets its pod once they clear.
-async fn pod_refused(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<String>, Error> {
-    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), namespace);
-    let fields = format!(
-        "involvedObject.kind=Job,involvedObject.name={},reason=FailedCreate",
-        job.name_any()
-    );
-    let list = events.list(&ListParams::default().fields(&fields)).await?;
-    let uid = job.uid();
-    let latest = list
-        .items
+/// The Job's last pod that succeeded (or failed) and its termination message. The pod's last
+/// status usually reaches the cache before the Job's; if not, the API server is asked.
+async fn finished_pod<C: Cluster>(
+    cluster: &C,
+    namespace: &str,
+    job_uid: &str,
+    succeeded: bool,
+) -> Result<FinishedPod, Error> {
+    let wanted = if succeeded { "Succeeded" } else { "Failed" };
+    let finished = |pods: Vec<Arc<Pod>>| -> Vec<Arc<Pod>> {
+        pods.into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
+            .collect()
+    };
+    let mut candidates = finished(cluster.cached_pods(namespace, job_uid));
+    if candidates.is_empty() {
+        let listed = cluster.list_pods(namespace, job_uid).await?;
+        candidates = finished(listed.into_iter().map(Arc::new).collect());
+    }
+    candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(match candidates.last() {
+        Some(pod) => FinishedPod::Found(termination_message(pod)),
+        None => FinishedPod::Gone,
+    })
+}
+
+/// The latest FailedCreate Event's message (of the Job with `job_uid`, when known), when it says
+/// admission refused the pod for good. Refusals that clear by themselves (a quota, a
+/// ServiceAccount not created yet) are not: the Job gets its pod once they clear.
+pub(crate) fn refusal(events: Vec<CoreEvent>, job_uid: Option<&str>) -> Option<String> {
+    events
         .into_iter()
-        .filter(|e| e.involved_object.uid == uid)
-        .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
-    Ok(latest
+        .filter(|e| job_uid.is_none() || e.involved_object.uid.as_deref() == job_uid)
+        .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0))
         .and_then(|e| e.message)
-        .filter(|message| refused_for_good(message)))
+        .filter(|message| refused_for_good(message))
 }
 
 /// Admission refusals that retrying the same pod cannot get past.
-pub fn refused_for_good(message: &str) -> bool {
+pub(crate) fn refused_for_good(message: &str) -> bool {
     let transient = ["exceeded quota", "error looking up service account"];
     let refused = [
         "violates PodSecurity",
@@ -113,24 +133,8 @@ pub fn refused_for_good(message: &str) -> bool {
     refused.iter().any(|r| message.contains(r)) && !transient.iter().any(|t| message.contains(t))
 }
 
-pub(crate) fn presence(meta: Option<&ObjectMeta>, uid: &str) -> Presence {
-    let Some(meta) = meta else {
-        return Presence::Missing;
-    };
-    let controller = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true));
-    match controller {
-        Some(owner) if owner.uid == uid => Presence::Ours,
-        Some(owner) => Presence::Foreign(format!("controlled by {} {}", owner.kind, owner.name)),
-        None => Presence::Foreign("it has no controlling owner".into()),
-    }
-}
-
 /// The Job's terminal condition, if any.
-pub fn job_outcome(job: &Job) -> JobOutcome {
+pub(crate) fn job_outcome(job: &Job) -> JobOutcome {
     let conditions = job
         .status
         .as_ref()
@@ -151,38 +155,8 @@ pub fn job_outcome(job: &Job) -> JobOutcome {
     JobOutcome::Running
 }
 
-/// The termination message of the Job's last pod that succeeded (or failed), read from the
-/// runner container (`roiergasias`, else the first one); `None` when no such pod exists any more.
-pub(crate) async fn pod_message(
-    ctx: &Context,
-    namespace: &str,
-    job: &Job,
-    succeeded: bool,
-) -> Result<Option<Option<String>>, Error> {
-    let Some(job_uid) = job.uid() else {
-        return Ok(None);
-    };
-    let wanted = if succeeded { "Succeeded" } else { "Failed" };
-    let finished = |pods: Vec<Arc<Pod>>| -> Vec<Arc<Pod>> {
-        pods.into_iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(wanted))
-            .collect()
-    };
-    // The pod's last status usually reaches the cache before the Job's; if not, ask.
-    let mut candidates = finished(ctx.cache().pods_of(namespace, &job_uid));
-    if candidates.is_empty() {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-        let list = pods
-            .list(&ListParams::default().labels(&format!("{JOB_UID_LABEL}={job_uid}")))
-            .await?;
-        candidates = finished(list.items.into_iter().map(Arc::new).collect());
-    }
-    candidates.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-    Ok(candidates.last().map(|pod| termination_message(pod)))
-}
-
 /// The scheduler's message for a pending pod that fits no node.
-pub fn unschedulable(pod: &Pod) -> Option<String> {
+pub(crate) fn unschedulable(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() != Some("Pending") {
         return None;
@@ -203,7 +177,7 @@ pub fn unschedulable(pod: &Pod) -> Option<String> {
     )
 }
 
-pub fn termination_message(pod: &Pod) -> Option<String> {
+pub(crate) fn termination_message(pod: &Pod) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     let first = pod
         .spec
@@ -226,18 +200,6 @@ pub fn termination_message(pod: &Pod) -> Option<String> {
                 .and_then(|s| s.terminated.as_ref())
         })?;
     terminated.message.clone().filter(|m| !m.trim().is_empty())
-}
-
-/// The reference a split record keeps to its Job, from the Job's metadata.
-pub(crate) fn job_reference(job: &ObjectMeta) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.name.clone(),
-        namespace: job.namespace.clone(),
-        uid: job.uid.clone(),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

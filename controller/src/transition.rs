@@ -10,7 +10,7 @@ use roiergasias_crd::{
 use roiergasias_engine::EnvVar;
 
 use crate::names::SplitNames;
-use crate::state::FailReason;
+use crate::workflow::FailReason;
 
 /// Carried outputs are written into every later ConfigMap and kept in status: bounded so both stay
 /// below their limits (1 MiB and 1.5 MiB). Counted as JSON, as status stores them: escaping can

@@ -1,6 +1,6 @@
 use super::*;
 use crate::names::split_names;
-use crate::state::Machine;
+use crate::workflow::Machine;
 use k8s_openapi::jiff::Timestamp;
 
 fn at(second: i64) -> Time {
@@ -49,7 +49,7 @@ fn condition<'a>(status: &'a WorkflowStatus, type_: &str) -> Option<&'a Conditio
 #[test]
 fn started_records_the_plan_and_points_at_split_one() {
     let s = fresh();
-    assert_eq!(Machine::of(Some(&s)), Machine::Split(1));
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Split(1));
     assert_eq!(s.phase, Some(Phase::Running));
     assert_eq!(s.total_splits, Some(3));
     assert_eq!(s.progress.as_deref(), Some("0/3"));
@@ -92,10 +92,10 @@ fn a_three_split_run_walks_every_state_to_succeeded() {
         vec![],
     ];
     for n in 1..=3u32 {
-        assert_eq!(Machine::of(Some(&s)), Machine::Split(n));
+        assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Split(n));
         let name = names(n).job;
         s = job_created(&s, n, job(&name), &at(10 * n as i64));
-        assert_eq!(Machine::of(Some(&s)), Machine::WaitingJob(n));
+        assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::WaitingJob(n));
         assert_eq!(s.active_jobs, vec![job(&name)]);
         assert_eq!(s.current_job.as_deref(), Some(name.as_str()));
         let record = &s.splits[n as usize - 1];
@@ -108,7 +108,7 @@ fn a_three_split_run_walks_every_state_to_succeeded() {
         assert_eq!(s.splits[n as usize - 1].phase, Some(SplitPhase::Succeeded));
         assert_eq!(s.progress.as_deref(), Some(format!("{n}/3").as_str()));
     }
-    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Done);
     assert_eq!(s.phase, Some(Phase::Succeeded));
     assert_eq!(s.completion_time, Some(at(35)));
     // Later values win and keep assignment order.
@@ -138,7 +138,7 @@ fn a_job_failure_moves_the_job_to_failed_and_keeps_earlier_successes() {
         "split 2: Job demo-2-node2 failed",
         &at(4),
     );
-    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Done);
     assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.failed_jobs, vec![job("demo-2-node2")]);
     assert_eq!(s.successful_jobs, vec![job("demo-1-node1")]);
@@ -164,7 +164,7 @@ fn an_invalid_workflow_fails_from_pending() {
         &at(0),
     );
     assert_eq!(s.phase, Some(Phase::Failed));
-    assert_eq!(Machine::of(Some(&s)), Machine::Done);
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Done);
     assert_eq!(s.start_time, Some(at(0)));
     assert_eq!(s.completion_time, Some(at(0)));
     assert_eq!(
@@ -332,7 +332,6 @@ fn retrying_says_what_failed_and_keeps_the_state() {
 
 #[test]
 fn a_corrupt_status_is_rederived_from_the_plan_and_the_jobs() {
-    use crate::state::corruption;
     let mut corrupt = fresh();
     corrupt.total_splits = Some(4_000_000_000);
     corrupt.current_split = Some(3_999_999_999);
@@ -340,7 +339,7 @@ fn a_corrupt_status_is_rederived_from_the_plan_and_the_jobs() {
         name: "A".into(),
         value: "1".into(),
     }];
-    let why = corruption(&corrupt, Some(3)).unwrap();
+    let why = Machine::read(&corrupt, Some(3)).unwrap_err().0;
     // No Job yet: back to split 1, to be created (or adopted).
     let none = std::collections::BTreeMap::new();
     let s = rederived(
@@ -352,8 +351,8 @@ fn a_corrupt_status_is_rederived_from_the_plan_and_the_jobs() {
         &why,
         &at(5),
     );
-    assert_eq!(Machine::of(Some(&s)), Machine::Split(1));
-    assert_eq!(corruption(&s, Some(3)), None);
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::Split(1));
+    assert!(Machine::read(&s, Some(3)).is_ok());
     assert!(
         s.message
             .as_deref()
@@ -375,8 +374,8 @@ fn a_corrupt_status_is_rederived_from_the_plan_and_the_jobs() {
         &why,
         &at(5),
     );
-    assert_eq!(Machine::of(Some(&s)), Machine::WaitingJob(2));
-    assert_eq!(corruption(&s, Some(3)), None);
+    assert_eq!(Machine::read(&s, Some(3)).unwrap(), Machine::WaitingJob(2));
+    assert!(Machine::read(&s, Some(3)).is_ok());
     assert_eq!(s.splits[0].phase, Some(SplitPhase::Succeeded));
     assert_eq!(s.splits[1].phase, Some(SplitPhase::Running));
     assert_eq!(s.active_jobs, [job("demo-2-node2")]);
