@@ -2,7 +2,7 @@
 
 mod config;
 mod nodes;
-mod poll;
+pub(crate) mod poll;
 mod procs;
 pub mod real;
 
