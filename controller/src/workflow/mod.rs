@@ -269,18 +269,24 @@ pub(crate) fn owned_by_split(
 
 /// Who controls the object with `meta`: this Workflow (`uid`), something else, or nobody.
 pub(crate) fn presence(meta: Option<&ObjectMeta>, uid: &str) -> Presence {
-    let Some(meta) = meta else {
-        return Presence::Missing;
-    };
+    match meta.map(|meta| foreign_owner(meta, uid)) {
+        None => Presence::Missing,
+        Some(None) => Presence::Ours,
+        Some(Some(owner)) => Presence::Foreign(owner),
+    }
+}
+
+/// What controls the existing object with `meta`, unless it is this Workflow (`uid`).
+fn foreign_owner(meta: &ObjectMeta, uid: &str) -> Option<String> {
     let controller = meta
         .owner_references
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true));
     match controller {
-        Some(owner) if owner.uid == uid => Presence::Ours,
-        Some(owner) => Presence::Foreign(format!("controlled by {} {}", owner.kind, owner.name)),
-        None => Presence::Foreign("it has no controlling owner".into()),
+        Some(owner) if owner.uid == uid => None,
+        Some(owner) => Some(format!("controlled by {} {}", owner.kind, owner.name)),
+        None => Some("it has no controlling owner".into()),
     }
 }
 

@@ -7,8 +7,8 @@ use roiergasias_engine::outputs::parse_outputs;
 
 use super::{
     Corrupt, Created, Decision, Effects, FinishedPod, Handoff, Input, JobOutcome, JobSeen, Need,
-    Note, Object, POD_RECHECK, Presence, Step, WAIT_RECHECK, Wake, failure, job_reference,
-    names_of, normal, owned_by_split, past_pod_grace, presence, warning,
+    Note, Object, POD_RECHECK, Presence, Step, WAIT_RECHECK, Wake, failure, foreign_owner,
+    job_reference, names_of, normal, owned_by_split, past_pod_grace, warning,
 };
 use super::{FailReason, Failure};
 use crate::bounds::{self, status_room};
@@ -70,6 +70,8 @@ pub(super) fn split(input: &Input, n: u32) -> Decision {
         Ok(plan) => plan,
         Err(message) => return fail(input, Failure::Invalid(message.clone())),
     };
+    // The engine's plan and split_at agree on the number of splits, and `n` was checked against
+    // the plan (Machine::read): this guards the engine, it is not an observation.
     let Some(this) = &plan.split else {
         let total = plan.nodes.len();
         return fail(input, Failure::NoSuchSplit { split: n, total });
@@ -121,15 +123,9 @@ fn created<'a>(
             name,
             why: why.clone(),
         },
-        Some(Created::Exists(meta)) => match presence(Some(meta), uid) {
-            Presence::Ours => return Ok(Some(meta)),
-            Presence::Foreign(owner) => Failure::NameConflict { kind, name, owner },
-            // presence() of an existing object is never Missing.
-            Presence::Missing => Failure::NameConflict {
-                kind,
-                name,
-                owner: "unknown owner".into(),
-            },
+        Some(Created::Exists(meta)) => match foreign_owner(meta, uid) {
+            None => return Ok(Some(meta)),
+            Some(owner) => Failure::NameConflict { kind, name, owner },
         },
     };
     Err(fail(input, failure))
