@@ -135,11 +135,27 @@ impl FakeCluster {
         }
         Ok(state)
     }
+}
 
-    fn next_uid(state: &mut State, kind: &str) -> String {
-        state.counter += 1;
-        format!("{kind}-uid-{}", state.counter)
+/// Creates `object` in `objects` as the API server would: a name taken gives the object there.
+fn create_in<K: kube::Resource + Clone>(
+    objects: &mut BTreeMap<String, K>,
+    object: &K,
+    counter: &mut u64,
+) -> ObjectMeta {
+    let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(existing) = objects.get(&name) {
+        return existing.meta().clone();
     }
+    *counter += 1;
+    let mut object = object.clone();
+    let meta = object.meta_mut();
+    meta.uid = Some(format!("{name}-uid-{counter}"));
+    meta.creation_timestamp = Some(now());
+    meta.resource_version = Some("1".into());
+    let meta = meta.clone();
+    objects.insert(name, object);
+    meta
 }
 
 /// A crash is noticed after the write was made: the operator never saw its answer.
@@ -185,14 +201,6 @@ fn pod_of(job_uid: &str, job: &str, phase: &str, message: Option<&str>) -> Pod {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-fn stamped(meta: &ObjectMeta, uid: String) -> ObjectMeta {
-    let mut meta = meta.clone();
-    meta.uid = Some(uid);
-    meta.creation_timestamp = Some(now());
-    meta.resource_version = Some("1".into());
-    meta
 }
 
 impl Cluster for FakeCluster {
@@ -253,35 +261,15 @@ impl Cluster for FakeCluster {
             }
             other => other?,
         };
+        let State {
+            config_maps,
+            jobs,
+            counter,
+            ..
+        } = &mut *state;
         let created = match object {
-            Object::ConfigMap(cm) => {
-                let name = cm.name_any();
-                if let Some(existing) = state.config_maps.get(&name) {
-                    return after_crash(
-                        &state,
-                        Created::Exists(Box::new(existing.metadata.clone())),
-                    );
-                }
-                let uid = Self::next_uid(&mut state, "configmap");
-                let mut cm = cm.clone();
-                cm.metadata = stamped(&cm.metadata, uid);
-                state.config_maps.insert(name, cm.clone());
-                cm.metadata
-            }
-            Object::Job(job) => {
-                let name = job.name_any();
-                if let Some(existing) = state.jobs.get(&name) {
-                    return after_crash(
-                        &state,
-                        Created::Exists(Box::new(existing.metadata.clone())),
-                    );
-                }
-                let uid = Self::next_uid(&mut state, "job");
-                let mut job = job.clone();
-                job.metadata = stamped(&job.metadata, uid);
-                state.jobs.insert(name, job.clone());
-                job.metadata
-            }
+            Object::ConfigMap(cm) => create_in(config_maps, cm, counter),
+            Object::Job(job) => create_in(jobs, job, counter),
         };
         after_crash(&state, Created::Exists(Box::new(created)))
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roiergasias_crd::{Phase, WorkflowSpec, WorkflowYaml};
+use roiergasias_crd::Phase;
 
 use super::*;
 use crate::api::fake::{FakeCluster, Fault, failed_create};
@@ -18,19 +18,7 @@ const THREE: &str = "version: 0.1\ntask:\n  - node: node1\n    sequential:\n    
 const JOBS: [&str; 3] = ["wf-1-node1", "wf-2-node2", "wf-3-node3"];
 
 fn new_workflow() -> Workflow {
-    let spec = WorkflowSpec {
-        workflow_yaml: WorkflowYaml {
-            name: "w".into(),
-            yaml: THREE.into(),
-        },
-        job_template: None,
-    };
-    let mut wf = Workflow::new("wf", spec);
-    wf.metadata.namespace = Some("ns".into());
-    wf.metadata.uid = Some("wf-uid".into());
-    wf.metadata.generation = Some(1);
-    wf.metadata.resource_version = Some("1".into());
-    wf
+    crate::workflow::tests::workflow(THREE)
 }
 
 /// A fresh operator (a restart) on `fake`.

@@ -14,7 +14,8 @@ fn at(second: i64) -> Time {
     Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
 }
 
-fn workflow(yaml: &str) -> Workflow {
+/// Workflow `wf` in namespace `ns` running `yaml`, as the API server would hand it over.
+pub(crate) fn workflow(yaml: &str) -> Workflow {
     let spec = WorkflowSpec {
         workflow_yaml: WorkflowYaml {
             name: "w".into(),
