@@ -13,6 +13,7 @@ mod cache;
 pub mod context;
 pub mod controllers;
 pub mod crash;
+mod error;
 pub mod http;
 pub mod leader;
 mod memory;

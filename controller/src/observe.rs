@@ -11,7 +11,8 @@ use roiergasias_crd::Workflow;
 
 use crate::api::Cluster;
 use crate::build::{MANAGED_BY, MANAGED_BY_LABEL, RUNNER_CONTAINER, WORKFLOW_LABEL};
-use crate::context::{Context, Error};
+use crate::context::Context;
+use crate::error::Error;
 use crate::names::{MAX_LABEL_VALUE, fit};
 use crate::plan::plan_off_thread;
 use crate::workflow::{FinishedPod, JobOutcome, JobSeen, Need, Observed, presence};

@@ -14,7 +14,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::Cluster;
 use crate::bounds;
-use crate::context::{Context, Error};
+use crate::context::Context;
+use crate::error::Error;
 use crate::memory::key;
 use crate::observe::satisfy;
 use crate::telemetry::HandoffKey;

@@ -7,7 +7,7 @@
 use roiergasias_crd::WorkflowStatus;
 use serde_json::{Value, json};
 
-use crate::context::Error;
+use crate::error::Error;
 
 /// The JSON Patch from `old` to `new`: the resourceVersion precondition, then what changed.
 pub(crate) fn status_patch(

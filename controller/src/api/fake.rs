@@ -17,7 +17,7 @@ use roiergasias_crd::{Workflow, WorkflowStatus};
 
 use super::Cluster;
 use crate::cache::JOB_UID_LABEL;
-use crate::context::Error;
+use crate::error::Error;
 use crate::workflow::{Created, Note, Object};
 
 /// What the fake holds; tests read and change it through [`FakeCluster::state`].

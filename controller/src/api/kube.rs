@@ -14,7 +14,7 @@ use tracing::{Instrument, warn};
 
 use super::Cluster;
 use crate::cache::{Cache, JOB_UID_LABEL};
-use crate::context::Error;
+use crate::error::Error;
 use crate::status_patch::{merge_patch, status_patch};
 use crate::telemetry::{ApiWrite, Metrics};
 use crate::workflow::{Created, Note, Object};

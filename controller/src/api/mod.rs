@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use roiergasias_crd::{Workflow, WorkflowStatus};
 
 pub use self::kube::KubeCluster;
-use crate::context::Error;
+use crate::error::Error;
 use crate::workflow::{Created, Note, Object};
 
 /// The operator's API calls. Writes are the only calls that change the cluster.
