@@ -5,7 +5,8 @@
 //! - `validate` and `split` of generated 1 000 / 10 000 / 100 000-task workflows;
 //! - peak memory (max RSS) of the hello-world run;
 //! - hostile inputs of about 500 KB (a Workflow holds at most 512 KiB): an alias bomb,
-//!   10 000 undefined references, 900 tasks each setting its own variable (one split, and all).
+//!   10 000 undefined references, 900 tasks each setting its own variable (one split, and all);
+//! - the engine's YAML emitter against serde-saphyr's, in process (`engine/benches/emit.rs`).
 //!
 //! Each process is reaped with `wait4`, which also gives its CPU time and peak memory:
 //! on a busy machine wall time swings, CPU time much less.
@@ -35,6 +36,20 @@ fn bench(bin: &Path, dir: &Path) -> anyhow::Result<()> {
     execute_overhead(bin, dir)?;
     scaling(bin, dir)?;
     hostile(bin, dir)?;
+    emitter()
+}
+
+/// `engine/benches/emit.rs` prints its own rows of the table.
+fn emitter() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["bench", "-q", "-p", "roiergasias-engine", "--bench", "emit"])
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo bench")?;
+    if !status.success() {
+        bail!("the emitter benchmark failed");
+    }
     Ok(())
 }
 
