@@ -94,10 +94,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut test = Command::new(&cargo);
-    test.args(["test", "--workspace", "--no-fail-fast"]);
-    if !args.cargo_test_args.is_empty() {
-        test.arg("--").args(&args.cargo_test_args);
-    }
+    test.args(["test", "--workspace", "--no-fail-fast", "--"])
+        .args(shared_run_test_args())
+        .args(&args.cargo_test_args);
     test.env("KUBECONFIG", &up.kubeconfig)
         .env(tools::BIN_ENV, tools::bin_dir()?)
         .env(crate::cluster::NAME_ENV, &cluster.name);
@@ -197,28 +196,34 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     finish(steps, started)
 }
 
-/// `, N real-pod tests ran (P passed, F failed)` from cargo test's output for tests/real_pods.rs.
+/// The xtask tests that own the host's real nodes (xtask/tests/real_nodes.rs). Ignored like the
+/// cluster tests, they run only once the shared cluster is down, so the shared run skips them.
+const REAL_NODE_TESTS: &[&str] =
+    &["down_restores_the_host_and_a_killed_run_is_cleared_by_the_next_up"];
+
+/// Test-binary arguments of the run on the shared cluster: the cluster tests are `#[ignore]`d (a
+/// plain `cargo test` needs no cluster), so include them, all but [`REAL_NODE_TESTS`].
+fn shared_run_test_args() -> Vec<&'static str> {
+    let mut args = vec!["--include-ignored"];
+    for name in REAL_NODE_TESTS {
+        args.extend(["--skip", name]);
+    }
+    args
+}
+
+/// `, N real-pod tests ran (P passed, F failed)` from cargo test's output: the results of the
+/// cluster binary's `real_pods::` tests (`test real_pods::name ... ok`).
 fn real_pod_summary(output: &str) -> String {
-    let mut lines = output
+    let results: Vec<&str> = output
         .lines()
-        .skip_while(|l| !l.contains("tests/real_pods.rs"));
-    let Some(result) = lines.find(|l| l.starts_with("test result:")) else {
+        .filter_map(|l| l.strip_prefix("test real_pods::"))
+        .filter_map(|l| l.rsplit_once(" ... ").map(|(_, result)| result.trim()))
+        .collect();
+    let passed = results.iter().filter(|r| **r == "ok").count();
+    let failed = results.iter().filter(|r| r.starts_with("FAILED")).count();
+    if passed + failed == 0 {
         return ", no real-pod test ran".into();
-    };
-    let count = |word: &str| -> u32 {
-        result
-            .split(';')
-            .find_map(|part| {
-                part.trim()
-                    .trim_start_matches("test result: ok.")
-                    .trim_start_matches("test result: FAILED.")
-                    .trim()
-                    .strip_suffix(word)
-            })
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let (passed, failed) = (count("passed"), count("failed"));
+    }
     format!(
         ", {} real-pod tests ran ({passed} passed, {failed} failed)",
         passed + failed
@@ -250,22 +255,59 @@ fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::real_pod_summary;
+    use super::{REAL_NODE_TESTS, real_pod_summary, shared_run_test_args};
 
     #[test]
-    fn real_pod_tests_are_counted_from_their_binarys_result() {
-        let output = "     Running tests/operator_splits.rs (target/debug/deps/operator_splits-1)\n\
-            test result: ok. 9 passed; 0 failed; 0 ignored\n\
-                 Running tests/real_pods.rs (target/debug/deps/real_pods-2)\n\
-            test a ... ok\n\
-            test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n";
+    fn real_pod_tests_are_counted_from_their_results() {
+        let output = "     Running tests/cluster/main.rs (target/debug/deps/cluster-1)\n\
+            test splits::three_splits_run_in_order ... ok\n\
+            test real_pods::a ... ok\n\
+            test real_pods::b ... FAILED\n\
+            test real_pods::c ... ok\n\
+            test real_pods::d ... ignored, needs a cluster: cargo xtask test\n\
+            test real_pods::e ... ok\n\
+            test result: FAILED. 4 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out\n";
         assert_eq!(
             real_pod_summary(output),
             ", 4 real-pod tests ran (3 passed, 1 failed)"
         );
         assert_eq!(
-            real_pod_summary("test result: ok. 5 passed;"),
+            real_pod_summary("test splits::x ... ok\ntest result: ok. 5 passed;"),
             ", no real-pod test ran"
         );
+    }
+
+    /// Every ignored test of xtask/tests/real_nodes.rs is skipped on the shared cluster: one added
+    /// there without a name here would take the host's real nodes from under the shared run.
+    #[test]
+    fn the_shared_run_skips_every_real_node_test() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/real_nodes.rs");
+        let text = std::fs::read_to_string(file).expect("reading tests/real_nodes.rs");
+        let mut ignored = Vec::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.trim_start().starts_with("#[ignore") {
+                let name = lines
+                    .by_ref()
+                    .map(str::trim_start)
+                    .find_map(|l| l.strip_prefix("async fn ").or(l.strip_prefix("fn ")))
+                    .and_then(|l| l.split('(').next())
+                    .expect("an ignored fn");
+                ignored.push(name.to_owned());
+            }
+        }
+        assert!(!ignored.is_empty(), "tests/real_nodes.rs has ignored tests");
+        let args = shared_run_test_args();
+        assert_eq!(args[0], "--include-ignored");
+        for name in &ignored {
+            assert!(
+                REAL_NODE_TESTS.contains(&name.as_str()),
+                "{name} is not skipped"
+            );
+            assert!(
+                args.windows(2).any(|w| w == ["--skip", name.as_str()]),
+                "{args:?}"
+            );
+        }
     }
 }

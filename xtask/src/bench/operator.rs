@@ -29,20 +29,24 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use roiergasias_crd::{Phase, Workflow, WorkflowSpec, WorkflowYaml};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use prometheus_parse::{Sample, Scrape, Value};
+use roiergasias_testkit::{self as testkit, http as local_http};
 
 use crate::cluster::Cluster;
 
 const DEFAULT_WORKFLOWS: usize = 200;
 const SPLITS: usize = 3;
 const FINISH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_VERBS: [&str; 6] = [
     "POST",
     "PUT",
@@ -139,7 +143,7 @@ async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Resu
     .await
     .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
     let client = Client::try_from(config)?;
-    apply_crd(&client).await?;
+    testkit::cluster::apply_crds(&client, "roiergasias-bench").await?;
     let namespace = create_namespace(&client).await?;
     eprintln!("bench namespace {namespace}: {count} workflows of {SPLITS} splits");
 
@@ -164,7 +168,7 @@ async fn measure(
         jobs.clone(),
     ));
 
-    let port = free_port()?;
+    let port = local_http::free_port();
     let log = std::env::temp_dir().join(format!("{namespace}-operator.log"));
     let mut child = OperatorProcess::start(operator, kubeconfig, namespace, port, &log)?;
     wait_ready(port, &mut child).await?;
@@ -206,7 +210,10 @@ async fn measure(
     let total = started.elapsed();
     let load_after = loadavg();
     let peak_rss_kib = child.peak_rss_kib();
-    let metrics = http_get(port, "/metrics").await.map(|(_, body)| body).ok();
+    let metrics = local_http::get(port, "/metrics")
+        .await
+        .map(|(_, body)| body)
+        .ok();
     let after = apiserver_writes(client).await?;
     job_watch.abort();
     child.stop();
@@ -221,7 +228,7 @@ async fn measure(
     let workflow_events = operator_event_writes(client, namespace).await?;
     let jobs = std::mem::take(&mut *jobs.lock().unwrap());
     let (handoffs, coarse_handoffs) = handoffs(&jobs)?;
-    let metrics = metrics.unwrap_or_default();
+    let metrics = scrape(&metrics.unwrap_or_default());
     let mut apiserver = BTreeMap::new();
     let mut apiserver_failed_writes = 0.0;
     let mut bench_creates = count as f64;
@@ -251,13 +258,9 @@ async fn measure(
         total,
         handoffs,
         coarse_handoffs,
-        operator_histogram: Histogram::parse(&metrics, "roiergasias_split_handoff_seconds"),
+        operator_histogram: Histogram::find(&metrics, "roiergasias_split_handoff_seconds"),
         operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
-        status_patch_bytes: metrics.lines().find_map(|line| {
-            line.strip_prefix("roiergasias_status_patch_bytes_total ")?
-                .parse()
-                .ok()
-        }),
+        status_patch_bytes: scalar(&metrics, "roiergasias_status_patch_bytes_total"),
         apiserver_writes: apiserver,
         apiserver_failed_writes,
         workflow_events,
@@ -268,58 +271,10 @@ async fn measure(
     })
 }
 
-async fn apply_crd(client: &Client) -> anyhow::Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(roiergasias_crd::CRD_PATH);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{} is not a CRD", path.display()))?;
-    let name = crd.metadata.name.clone().context("the CRD has no name")?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        &name,
-        &PatchParams::apply("roiergasias-bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .with_context(|| format!("applying CRD {name}"))?;
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(api, &name, conditions::is_crd_established()),
-    )
-    .await
-    .with_context(|| format!("CRD {name} not Established within 60s"))??;
-    Ok(())
-}
-
 async fn create_namespace(client: &Client) -> anyhow::Result<String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .subsec_nanos();
-    let name = format!("roiergasias-bench-{:08x}", nanos ^ std::process::id());
-    // On kwok's fake nodes, whether real nodes run or not (see controller/tests/common's ON_FAKE_NODES).
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
-        "name": name,
-        "annotations": {
-            "scheduler.alpha.kubernetes.io/node-selector": "type=kwok",
-            "scheduler.alpha.kubernetes.io/defaultTolerations":
-                r#"[{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]"#,
-        },
-    }}))?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .with_context(|| format!("creating namespace {name}"))?;
-    // Pods (hence Jobs' pods) need the default ServiceAccount.
-    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(sa, "default", conditions::is_created()),
-    )
-    .await
-    .context("the namespace's default ServiceAccount did not appear")??;
+    let name = testkit::unique_name("roiergasias-bench");
+    // On kwok's fake nodes, whether real nodes run or not.
+    testkit::cluster::create_namespace(client, &name, testkit::ON_FAKE_NODES, &[]).await?;
     Ok(name)
 }
 
@@ -365,15 +320,19 @@ impl OperatorProcess {
 
     /// VmHWM: the peak resident set size of the process so far.
     fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        proc_status_kib(&status, "VmHWM:")
+        let pid = i32::try_from(self.pid()).ok()?;
+        procfs::process::Process::new(pid)
+            .ok()?
+            .status()
+            .ok()?
+            .vmhwm
     }
 
     /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
+        if let Ok(pid) = i32::try_from(self.pid()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.exited().is_some() {
@@ -395,55 +354,29 @@ impl Drop for OperatorProcess {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    use procfs::Current;
+    procfs::LoadAverage::current().map_or_else(|_| "?".into(), |l| l.one.to_string())
 }
 
 async fn wait_ready(port: u16, child: &mut OperatorProcess) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.exited() {
-            bail!("the operator exited ({status}) before becoming ready");
-        }
-        if let Ok((200, _)) = http_get(port, "/readyz").await {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the operator did not answer 200 on /readyz within 60s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A minimal HTTP/1.1 GET to the operator's own server on localhost.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .context("incomplete HTTP response")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no HTTP status")?;
-    Ok((status, body.to_owned()))
+    testkit::wait::try_until(
+        "the operator to answer 200 on /readyz",
+        READY_TIMEOUT,
+        || {
+            let exited = child.exited();
+            async move {
+                if let Some(status) = exited {
+                    panic!("the operator exited ({status}) before becoming ready");
+                }
+                match local_http::get(port, "/readyz").await {
+                    Ok((200, _)) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn watch_jobs(api: Api<Job>, seen: Arc<Mutex<HashMap<String, JobSeen>>>) {
@@ -645,22 +578,40 @@ async fn apiserver_writes(client: &Client) -> anyhow::Result<BTreeMap<RequestKey
     Ok(parse_apiserver_writes(&text))
 }
 
+/// The samples of a Prometheus (or OpenMetrics) text; lines it cannot read are left out.
+fn scrape(text: &str) -> Vec<Sample> {
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .map(|scrape| scrape.samples)
+        .unwrap_or_default()
+}
+
+/// A counter's, gauge's or untyped sample's number (OpenMetrics counters end in `_total`, a name
+/// the parser does not match to their `# TYPE`, so they come untyped).
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
+        Value::Histogram(_) | Value::Summary(_) => None,
+    }
+}
+
+/// The number of the first sample named `name`.
+fn scalar(samples: &[Sample], name: &str) -> Option<f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find_map(|s| number(&s.value))
+}
+
 fn parse_apiserver_writes(text: &str) -> BTreeMap<RequestKey, f64> {
     let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let labels = parse_labels(labels);
-        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-        let verb = get("verb");
-        if !WRITE_VERBS.contains(&verb.as_str()) {
+    for sample in scrape(text) {
+        if sample.metric != "apiserver_request_total" {
             continue;
         }
-        let Ok(value) = value.trim().parse::<f64>() else {
+        let get = |k: &str| sample.labels.get(k).unwrap_or_default().to_owned();
+        let verb = get("verb");
+        let (true, Some(value)) = (WRITE_VERBS.contains(&verb.as_str()), number(&sample.value))
+        else {
             continue;
         };
         let key = RequestKey {
@@ -675,52 +626,16 @@ fn parse_apiserver_writes(text: &str) -> BTreeMap<RequestKey, f64> {
     out
 }
 
-/// `a="x",b="y"` → map; values may contain escaped quotes.
-fn parse_labels(text: &str) -> HashMap<String, String> {
-    let mut labels = HashMap::new();
-    let mut rest = text;
-    while let Some((name, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, escaped)) = chars.next() {
-                        value.push(if escaped == 'n' { '\n' } else { escaped });
-                    }
-                }
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        labels.insert(name.trim_start_matches(',').trim().to_owned(), value);
-        rest = &after[end..];
-    }
-    labels
+/// Samples `name{label="x"} v`, by the label's value.
+fn labelled_samples(samples: &[Sample], name: &str, label: &str) -> BTreeMap<String, f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter_map(|s| Some((s.labels.get(label)?.to_owned(), number(&s.value)?)))
+        .collect()
 }
 
-/// Samples `name{label="x"} v` of an OpenMetrics text, by the label's value.
-fn labelled_samples(text: &str, name: &str, label: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        if let (Some(key), Ok(value)) = (parse_labels(labels).remove(label), value.parse()) {
-            out.insert(key, value);
-        }
-    }
-    out
-}
-
-/// A classic histogram read back from OpenMetrics text.
+/// A classic histogram read back from the operator's /metrics.
 #[derive(Debug, PartialEq)]
 struct Histogram {
     count: f64,
@@ -730,33 +645,17 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn parse(text: &str, name: &str) -> Option<Self> {
-        let sample = |suffix: &str| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(suffix)?
-                    .strip_prefix(' ')?
-                    .parse()
-                    .ok()
-            })
-        };
-        let count = sample("_count")?;
-        let sum = sample("_sum")?;
-        let mut buckets: Vec<(f64, f64)> = labelled_samples(text, &format!("{name}_bucket"), "le")
-            .into_iter()
-            .filter_map(|(le, n)| {
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, n))
-            })
-            .collect();
+    fn find(samples: &[Sample], name: &str) -> Option<Self> {
+        let mut buckets: Vec<(f64, f64)> = samples.iter().find_map(|s| match &s.value {
+            Value::Histogram(counts) if s.metric == name => {
+                Some(counts.iter().map(|c| (c.less_than, c.count)).collect())
+            }
+            _ => None,
+        })?;
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         Some(Self {
-            count,
-            sum,
+            count: scalar(samples, &format!("{name}_count"))?,
+            sum: scalar(samples, &format!("{name}_sum"))?,
             buckets,
         })
     }
@@ -973,35 +872,34 @@ apiserver_request_total{code="409",component="apiserver",dry_run="",group="batch
     }
 
     #[test]
-    fn labels_with_escaped_quotes_parse() {
-        let labels = parse_labels(r#"a="x\"y",le="0.25""#);
-        assert_eq!(labels["a"], "x\"y");
-        assert_eq!(labels["le"], "0.25");
-    }
-
-    #[test]
-    fn histogram_round_trips_from_openmetrics() {
+    fn histogram_and_counters_are_read_from_openmetrics() {
         let text = "\
+# HELP roiergasias_api_writes Writes to the API server.
+# TYPE roiergasias_api_writes counter
+roiergasias_api_writes_total{kind=\"job\"} 3
+roiergasias_api_writes_total{kind=\"status\"} 4
+# TYPE roiergasias_split_handoff_seconds histogram
 roiergasias_split_handoff_seconds_sum 1.5
 roiergasias_split_handoff_seconds_count 100
 roiergasias_split_handoff_seconds_bucket{le=\"0.01\"} 40
 roiergasias_split_handoff_seconds_bucket{le=\"0.05\"} 98
 roiergasias_split_handoff_seconds_bucket{le=\"0.25\"} 100
 roiergasias_split_handoff_seconds_bucket{le=\"+Inf\"} 100
+# EOF
 ";
-        let h = Histogram::parse(text, "roiergasias_split_handoff_seconds").unwrap();
+        let samples = scrape(text);
+        let writes = labelled_samples(&samples, "roiergasias_api_writes_total", "kind");
+        assert_eq!(
+            writes,
+            BTreeMap::from([("job".into(), 3.0), ("status".into(), 4.0)])
+        );
+        let h = Histogram::find(&samples, "roiergasias_split_handoff_seconds").unwrap();
         assert_eq!((h.count, h.sum), (100.0, 1.5));
         assert_eq!(h.quantile_bound(0.5), Some(0.05));
         assert_eq!(h.quantile_bound(0.4), Some(0.01));
         assert_eq!(h.quantile_bound(0.99), Some(0.25));
-        assert_eq!(Histogram::parse("", "x"), None);
-    }
-
-    #[test]
-    fn proc_status_fields_parse() {
-        let status = "Name:\top\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
-        assert_eq!(proc_status_kib(status, "VmHWM:"), Some(51234));
-        assert_eq!(proc_status_kib(status, "VmSwap:"), None);
+        assert_eq!(h.buckets.last(), Some(&(f64::INFINITY, 100.0)));
+        assert_eq!(Histogram::find(&scrape(""), "x"), None);
     }
 
     fn seen(workflow: &str, split: usize, first: Instant, complete: Option<Instant>) -> JobSeen {

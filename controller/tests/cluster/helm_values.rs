@@ -4,48 +4,15 @@
 //! the value. Needs the helm and kubectl that `cargo xtask tools` builds; the dry-run test also
 //! needs the test cluster (`KUBECONFIG`): run it with `cargo xtask test`.
 
-mod common;
-
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
+use roiergasias_testkit::cluster::{repo, tools_dir};
 use serde_json::{Value, json};
 
+use crate::OPERATOR;
+
 const CHART: &str = "helm/roiergasias-operator";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the controller crate sits in the workspace")
-        .to_path_buf()
-}
-
-/// The directory of the helm and kubectl that `cargo xtask tools` builds (or ROIERGASIAS_K8S_BIN).
-fn tools_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("ROIERGASIAS_K8S_BIN").filter(|d| !d.is_empty()) {
-            return PathBuf::from(dir);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let out = Command::new(cargo)
-            .args(["xtask", "tools", "path"])
-            .current_dir(repo())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cannot run `cargo xtask tools path`");
-        assert!(
-            out.status.success(),
-            "`cargo xtask tools path` failed: these tests need the helm and kubectl it builds \
-             (or ROIERGASIAS_K8S_BIN=DIR holding them)"
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
-    })
-    .clone()
-}
 
 /// `helm template RELEASE CHART --namespace NS --set ...`: the rendered YAML, or helm's error.
 fn render(release: &str, namespace: &str, sets: &[impl AsRef<str>]) -> Result<String, String> {
@@ -480,9 +447,10 @@ fn server_dry_run(manifest: &str) -> Result<(String, String), String> {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn hostile_values_that_render_are_accepted_by_the_api_server() {
-    let client = common::client().await;
-    let ns = common::TestNamespace::create(&client, "helm-values").await;
+    let client = roiergasias_testkit::client().await;
+    let ns = roiergasias_testkit::TestNamespace::create(&client, "helm-values").await;
     // In the test's namespace; the watched namespaces must exist, so only this one is watched.
     let mut cases: Vec<(&str, Vec<String>)> = renders()
         .into_iter()
@@ -516,7 +484,7 @@ async fn hostile_values_that_render_are_accepted_by_the_api_server() {
 
 #[test]
 fn the_policy_flags_the_chart_passes_are_the_operators() {
-    let out = Command::new(env!("CARGO_BIN_EXE_roiergasias-operator"))
+    let out = Command::new(OPERATOR)
         .arg("--help")
         .output()
         .expect("running roiergasias-operator --help");

@@ -1,28 +1,31 @@
-//! Shared helpers for cluster tests (tests/*.rs): a client for the test cluster, a throwaway namespace per
-//! test, the Workflow CRD, and waits with timeouts. Run cluster tests with `cargo xtask test`.
+//! The test cluster: a client for it, a throwaway namespace per test, its nodes, the chart's CRDs,
+//! and the helm and kubectl that talk to it.
 
-// Each test file compiles its own copy and uses only some helpers.
-#![allow(dead_code)]
-
-use std::fmt::Debug;
 use std::hash::{BuildHasher, RandomState};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
 
-/// How long a wait lasts before the test fails; kwok moves pods at once, so this is generous.
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+use crate::wait::TIMEOUT;
 
 const NO_CLUSTER: &str = "KUBECONFIG is not set, and this is a cluster test: it needs the roiergasias test cluster. \
      Run the suite with `cargo xtask test` (it starts the cluster, runs every test, then removes it), \
      or start one yourself: `export KUBECONFIG=$(cargo xtask cluster up | tail -n1)`.";
+
+/// The workspace root (testkit/ sits in it).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace")
+}
 
 /// A client for the test cluster named by KUBECONFIG; fails the test (never skips it) when there is none.
 pub async fn client() -> Client {
@@ -52,12 +55,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:08x}", salt as u32)
 }
 
-/// A namespace of its own for one test, deleted when dropped (also when the test panics).
-pub struct TestNamespace {
-    pub name: String,
-    client: Client,
-}
-
 /// Pins a namespace's pods to kwok's fake nodes: they tolerate the fake nodes' taint (set while real
 /// nodes run) and select `type=kwok` (the API server's PodNodeSelector and PodTolerationRestriction
 /// admission plugins add both to every pod created in it).
@@ -73,9 +70,45 @@ pub const ON_FAKE_NODES: &[(&str, &str)] = &[
 pub const ON_REAL_NODES: &[(&str, &str)] =
     &[("scheduler.alpha.kubernetes.io/node-selector", "type=real")];
 
+/// Creates namespace `name` with `annotations` and `labels`, and waits for its default
+/// ServiceAccount, which pods need before they can be created.
+pub async fn create_namespace(
+    client: &Client,
+    name: &str,
+    annotations: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let pairs = |pairs: &[(&str, &str)]| -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string().into()))
+            .collect()
+    };
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": pairs(labels), "annotations": pairs(annotations) }
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(sa, "default", conditions::is_created()),
+    )
+    .await
+    .with_context(|| format!("no ServiceAccount default in {name} within {TIMEOUT:?}"))??;
+    Ok(())
+}
+
+/// A namespace of its own for one test, deleted when dropped (also when the test panics).
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
 impl TestNamespace {
-    /// Creates `prefix-xxxxxxxx`, its pods on kwok's fake nodes, and waits for its default
-    /// ServiceAccount, which pods need before they can be created.
+    /// Creates `prefix-xxxxxxxx`, its pods on kwok's fake nodes.
     pub async fn create(client: &Client, prefix: &str) -> Self {
         Self::create_with(client, prefix, ON_FAKE_NODES, &[]).await
     }
@@ -94,31 +127,11 @@ impl TestNamespace {
         labels: &[(&str, &str)],
     ) -> Self {
         let name = unique_name(prefix);
-        let mut label_map = serde_json::Map::new();
-        label_map.insert("roiergasias.io/test".into(), "true".into());
-        for (k, v) in labels {
-            label_map.insert(k.to_string(), v.to_string().into());
-        }
-        let annotation_map: serde_json::Map<String, serde_json::Value> = annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string().into()))
-            .collect();
-        let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": name, "labels": label_map, "annotations": annotation_map }
-        }))
-        .expect("a namespace");
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
+        let mut all_labels = vec![("roiergasias.io/test", "true")];
+        all_labels.extend_from_slice(labels);
+        create_namespace(client, &name, annotations, &all_labels)
             .await
-            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
-        let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-        wait_for(
-            &sa,
-            "default",
-            &format!("ServiceAccount default in {name}"),
-            conditions::is_created(),
-        )
-        .await;
+            .unwrap_or_else(|e| panic!("{e:#}"));
         Self {
             name,
             client: client.clone(),
@@ -156,31 +169,43 @@ impl Drop for TestNamespace {
 }
 
 /// The directory holding helm and kubectl: `ROIERGASIAS_K8S_BIN` (`cargo xtask test` sets it), else
-/// what `cargo xtask tools path --no-build` prints.
+/// what `cargo xtask tools path` prints (it builds them once if they are missing).
 pub fn tools_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ROIERGASIAS_K8S_BIN").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["xtask", "tools", "path", "--no-build"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("running `cargo xtask tools path`");
-    assert!(
-        out.status.success(),
-        "these tests need the helm and kubectl that `cargo xtask tools` builds: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("ROIERGASIAS_K8S_BIN").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["xtask", "tools", "path"])
+            .current_dir(repo())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run `cargo xtask tools path`");
+        assert!(
+            out.status.success(),
+            "`cargo xtask tools path` failed: these tests need the helm and kubectl it builds \
+             (or ROIERGASIAS_K8S_BIN=DIR holding them)"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let dir = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+        for tool in ["helm", "kubectl"] {
+            assert!(
+                dir.join(tool).is_file(),
+                "{tool} is missing from {}",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .clone()
 }
 
 /// Fails (never skips) unless both real nodes are Ready: tests that need real pods must run in CI.
 pub async fn require_real_nodes(client: &Client) {
-    use k8s_openapi::api::core::v1::Node;
     let nodes = Api::<Node>::all(client.clone())
-        .list(&kube::api::ListParams::default().labels("type=real"))
+        .list(&ListParams::default().labels("type=real"))
         .await
         .expect("listing nodes");
     let ready = nodes
@@ -201,59 +226,12 @@ pub async fn require_real_nodes(client: &Client) {
     );
 }
 
-/// Waits until `cond` holds for the object `name`, failing the test after [`TIMEOUT`] with `what` and the last state seen.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, cond: impl Condition<K>) -> K
-where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
-{
-    wait_for_within(api, name, what, TIMEOUT, cond).await
-}
-
-pub async fn wait_for_within<K>(
-    api: &Api<K>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    cond: impl Condition<K>,
-) -> K
-where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
-{
-    match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
-        Ok(Ok(Some(obj))) => obj,
-        Ok(Ok(None)) => panic!("waiting for {what}: {name} does not exist"),
-        Ok(Err(e)) => panic!("waiting for {what}: {e}"),
-        Err(_) => {
-            let last = api.get_opt(name).await;
-            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last:#?}")
-        }
-    }
-}
-
-/// Waits until `name` is gone (deleted, or never there).
-pub async fn wait_deleted<K>(api: &Api<K>, name: &str, what: &str)
-where
-    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
-{
-    let gone = |obj: Option<&K>| obj.is_none();
-    match tokio::time::timeout(TIMEOUT, await_condition(api.clone(), name, gone)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => panic!("waiting for {what} to be deleted: {e}"),
-        Err(_) => panic!(
-            "timed out after {TIMEOUT:?} waiting for {what} to be deleted; still there: {:#?}",
-            api.get_opt(name).await
-        ),
-    }
-}
-
-/// The Helm chart's CRDs (helm/roiergasias-operator/crds/*.yaml), applied and Established when the folder exists.
-/// Returns the names applied (empty when the chart has no CRDs yet).
-pub async fn ensure_crds(client: &Client) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../helm/roiergasias-operator/crds");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
+/// Applies the Helm chart's CRDs (helm/roiergasias-operator/crds/*.yaml) and waits until each is
+/// Established; returns the names applied. `manager` is the server-side apply field manager.
+pub async fn apply_crds(client: &Client, manager: &str) -> anyhow::Result<Vec<String>> {
+    let dir = repo().join("helm/roiergasias-operator/crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
@@ -263,29 +241,33 @@ pub async fn ensure_crds(client: &Client) -> Vec<String> {
     let mut names = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            .with_context(|| format!("reading {}", file.display()))?;
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not a CRD: {e}", file.display()));
+            .with_context(|| format!("{} is not a CRD", file.display()))?;
         let name = crd
             .metadata
             .name
             .clone()
-            .unwrap_or_else(|| panic!("{} has no metadata.name", file.display()));
+            .with_context(|| format!("{} has no metadata.name", file.display()))?;
         api.patch(
             &name,
-            &PatchParams::apply("roiergasias-tests").force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(&crd),
         )
         .await
-        .unwrap_or_else(|e| panic!("applying CRD {name} from {}: {e}", file.display()));
-        wait_for(
-            &api,
-            &name,
-            &format!("CRD {name} to be Established"),
-            conditions::is_crd_established(),
-        )
-        .await;
+        .with_context(|| format!("applying CRD {name} from {}", file.display()))?;
+        let established = await_condition(api.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(TIMEOUT, established)
+            .await
+            .with_context(|| format!("CRD {name} not Established within {TIMEOUT:?}"))??;
         names.push(name);
     }
-    names
+    Ok(names)
+}
+
+/// [`apply_crds`] for tests: fails the test when a CRD cannot be applied.
+pub async fn ensure_crds(client: &Client) -> Vec<String> {
+    apply_crds(client, "roiergasias-tests")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }

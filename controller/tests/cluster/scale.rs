@@ -1,21 +1,21 @@
 //! Many workflows at once, and deletion of a running one, on the real control plane.
 
-mod common;
-mod operator_support;
-
 use std::time::Duration;
 
+use crate::OPERATOR;
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
-use operator_support::*;
 use roiergasias_crd::{MachineState, Phase, Workflow};
+use roiergasias_testkit::Operator;
+use roiergasias_testkit::workflow::*;
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn fifty_three_split_workflows_at_once_all_succeed() {
     let (client, ns) = setup("op-fifty").await;
-    let _operator = Operator::start(&ns.name);
+    let _operator = Operator::start(OPERATOR, &ns.name);
     let api: Api<Workflow> = ns.api();
     let names: Vec<String> = (0..50).map(|i| format!("wf-{i:02}")).collect();
     let creates = names.iter().map(|name| {
@@ -42,9 +42,10 @@ async fn fifty_three_split_workflows_at_once_all_succeed() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn deleting_a_running_workflow_removes_its_configmaps_and_jobs() {
     let (client, ns) = setup("op-delete").await;
-    let _operator = Operator::start(&ns.name);
+    let _operator = Operator::start(OPERATOR, &ns.name);
     let api: Api<Workflow> = ns.api();
     // Split 2 targets a node label no node carries, so its pod stays Pending: the workflow is
     // still running when deleted.
@@ -63,11 +64,12 @@ async fn deleting_a_running_workflow_removes_its_configmaps_and_jobs() {
     api.delete("doomed", &DeleteParams::foreground())
         .await
         .unwrap();
-    common::wait_deleted(&api, "doomed", "Workflow doomed").await;
+    roiergasias_testkit::wait_deleted(&api, "doomed", "Workflow doomed").await;
     for job in &jobs {
-        common::wait_deleted(&ns.api::<Job>(), job, &format!("Job {job}")).await;
+        roiergasias_testkit::wait_deleted(&ns.api::<Job>(), job, &format!("Job {job}")).await;
     }
     for cm in &cms {
-        common::wait_deleted(&ns.api::<ConfigMap>(), cm, &format!("ConfigMap {cm}")).await;
+        roiergasias_testkit::wait_deleted(&ns.api::<ConfigMap>(), cm, &format!("ConfigMap {cm}"))
+            .await;
     }
 }

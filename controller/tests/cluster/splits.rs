@@ -2,51 +2,26 @@
 //! one after another on their labelled nodes, and ConfigMaps hold what `roiergasias split`
 //! prints plus the outputs earlier pods reported.
 
-mod common;
-mod operator_support;
-
 use std::time::Duration;
 
-use futures::StreamExt;
+use crate::OPERATOR;
 use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
-use operator_support::*;
 use roiergasias_crd::{MachineState, Phase, Workflow};
 use roiergasias_engine::EnvVar;
+use roiergasias_testkit::Operator;
+use roiergasias_testkit::wait::watch_from_now;
+use roiergasias_testkit::workflow::*;
 use serde_json::json;
 
 const DONE: Duration = Duration::from_secs(60);
 
-/// Polls until the Workflow's Events include every reason in `reasons` (Events are published
-/// asynchronously), returning all of them.
-async fn wait_events(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    reasons: &[&str],
-) -> Vec<(String, String)> {
-    let start = std::time::Instant::now();
-    loop {
-        let events = event_reasons(client, ns, name).await;
-        if reasons
-            .iter()
-            .all(|r| events.iter().any(|(got, _)| got == r))
-        {
-            return events;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            panic!("Workflow {name}: expected Events {reasons:?}, got {events:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn a_minimal_single_node_workflow_succeeds_with_the_original_names() {
     let (client, ns) = setup("op-single").await;
-    let _operator = Operator::start(&ns.name);
+    let _operator = Operator::start(OPERATOR, &ns.name);
     let api: Api<Workflow> = ns.api();
     api.create(
         &PostParams::default(),
@@ -87,43 +62,8 @@ async fn a_minimal_single_node_workflow_succeeds_with_the_original_names() {
     assert!(events.iter().all(|(r, _)| r != "JobFailed"), "{events:#?}");
 }
 
-/// Watches `api`, sending `seen(object)` for every version the watch delivers. Returns once the
-/// watch is established, so nothing that happens afterwards is missed.
-async fn watch_from_now<K, T>(
-    api: Api<K>,
-    seen: impl Fn(K) -> T + Send + 'static,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::mpsc::UnboundedReceiver<T>,
-)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready, watching) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut ready = Some(ready);
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                    let _ = tx.send(seen(obj));
-                }
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    watching.await.expect("the watch started");
-    (task, rx)
-}
-
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     let (client, ns) = setup("op-three").await;
     let name = "ml";
@@ -142,7 +82,7 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     })
     .await;
 
-    let _operator = Operator::start(&ns.name);
+    let _operator = Operator::start(OPERATOR, &ns.name);
     let api: Api<Workflow> = ns.api();
     let outputs = json!({"kwok.roiergasias.io/termination-message": "{\"MODEL\":\"s3://bucket/model.pkl\",\"FIRST\":\"1\"}"});
     api.create(
@@ -154,15 +94,33 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
     let done = wait_phase(&api, name, Phase::Succeeded, DONE).await;
     watch.abort();
     // One status write per split (it records the split's Job, and the previous split's success
-    // and outputs) and one for Done: the created Workflow, then exactly these versions.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    wf_watch.abort();
+    // and outputs) and one for Done: the created Workflow, then exactly these versions. The watch
+    // delivers them in order; read until it has delivered the Done one, then whatever followed.
+    let done_version = done.resource_version().unwrap_or_default();
     let mut versions: Vec<(String, Option<MachineState>, Option<u32>)> = Vec::new();
-    while let Ok(version) = wf_rx.try_recv() {
+    let mut keep = |version: (String, Option<MachineState>, Option<u32>)| {
+        let is_done = version.0 == done_version;
         if !versions.iter().any(|(rv, ..)| *rv == version.0) {
             versions.push(version);
         }
+        is_done
+    };
+    let delivered = tokio::time::timeout(DONE, async {
+        while let Some(version) = wf_rx.recv().await {
+            if keep(version) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        delivered.is_ok(),
+        "the watch never delivered version {done_version} (Done)"
+    );
+    while let Ok(version) = wf_rx.try_recv() {
+        keep(version);
     }
+    wf_watch.abort();
     let states: Vec<_> = versions.iter().map(|(_, s, n)| (*s, *n)).collect();
     assert_eq!(
         states,
@@ -256,9 +214,10 @@ async fn three_splits_run_in_order_on_their_nodes_carrying_outputs() {
 
 /// The manifest of the original operator's README, with its own container, command and mount.
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn an_original_format_manifest_runs_unchanged() {
     let (client, ns) = setup("op-original").await;
-    let _operator = Operator::start(&ns.name);
+    let _operator = Operator::start(OPERATOR, &ns.name);
     let manifest = format!(
         r#"
 apiVersion: batch.ankursoni.github.io/v1

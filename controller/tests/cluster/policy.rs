@@ -2,15 +2,14 @@
 //! a refused Workflow fails with reason Refused, a message naming the option, a Warning Event, and
 //! no ConfigMap or Job; what the policy allows still runs.
 
-mod common;
-mod operator_support;
-
 use std::time::Duration;
 
+use crate::OPERATOR;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
-use operator_support::*;
 use roiergasias_crd::{CONDITION_FAILED, Phase, Workflow};
+use roiergasias_testkit::Operator;
+use roiergasias_testkit::workflow::*;
 use serde_json::{Value, json};
 
 const DONE: Duration = Duration::from_secs(60);
@@ -69,9 +68,10 @@ async fn expect_refused_after(
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn refuse_mode_fails_a_custom_job_template_and_runs_the_default_runner() {
     let (client, ns) = setup("op-policy-refuse").await;
-    let _operator = Operator::start_with_args(&ns.name, &["--job-templates=refuse"]);
+    let _operator = Operator::start_with_args(OPERATOR, &ns.name, &["--job-templates=refuse"]);
     let api: Api<Workflow> = ns.api();
     let custom = workflow("custom", SINGLE, Some(custom_template(None)));
     api.create(&PostParams::default(), &custom).await.unwrap();
@@ -88,6 +88,8 @@ async fn refuse_mode_fails_a_custom_job_template_and_runs_the_default_runner() {
 
     // Refused once, for good: no retries, no further writes.
     let version = api.get("custom").await.unwrap().metadata.resource_version;
+    // A window in which nothing may happen: the operator leaves a finished Workflow alone and
+    // reports no condition for "I decided to do nothing", so no wait can replace this one.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         api.get("custom").await.unwrap().metadata.resource_version,
@@ -96,6 +98,7 @@ async fn refuse_mode_fails_a_custom_job_template_and_runs_the_default_runner() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn the_service_account_allow_list_refuses_others_and_runs_the_allowed_one() {
     let (client, ns) = setup("op-policy-sa").await;
     let runner: ServiceAccount =
@@ -104,8 +107,11 @@ async fn the_service_account_allow_list_refuses_others_and_runs_the_allowed_one(
         .create(&PostParams::default(), &runner)
         .await
         .unwrap();
-    let _operator =
-        Operator::start_with_args(&ns.name, &["--allowed-service-accounts=runner,other"]);
+    let _operator = Operator::start_with_args(
+        OPERATOR,
+        &ns.name,
+        &["--allowed-service-accounts=runner,other"],
+    );
     let api: Api<Workflow> = ns.api();
     for (name, sa) in [
         ("admin", Some("admin")),
@@ -136,7 +142,7 @@ async fn the_service_account_allow_list_refuses_others_and_runs_the_allowed_one(
 
 #[test]
 fn a_bad_service_account_name_stops_the_operator_at_once_with_a_clear_message() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roiergasias-operator"))
+    let out = std::process::Command::new(OPERATOR)
         .args(["--allowed-service-accounts=runner,Not_A_Name"])
         .output()
         .expect("running roiergasias-operator");
@@ -149,18 +155,22 @@ fn a_bad_service_account_name_stops_the_operator_at_once_with_a_clear_message() 
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn a_stricter_policy_after_a_restart_stops_a_running_workflow_at_its_next_split() {
     let (client, ns) = setup("op-policy-restart").await;
     let api: Api<Workflow> = ns.api();
     // Allowed at first: split 1 runs; the operator stops once Job 1 is complete.
-    let mut operator =
-        Operator::start_with(&ns.name, &[("ROIERGASIAS_TEST_CRASH_AFTER", "advance:1")]);
+    let mut operator = Operator::start_with(
+        OPERATOR,
+        &ns.name,
+        &[("ROIERGASIAS_TEST_CRASH_AFTER", "advance:1")],
+    );
     let midway = workflow("midway", THREE, Some(custom_template(None)));
     api.create(&PostParams::default(), &midway).await.unwrap();
     assert_eq!(operator.exited(DONE).await, Some(86), "the crash point");
     drop(operator);
 
-    let _strict = Operator::start_with_args(&ns.name, &["--job-templates=refuse"]);
+    let _strict = Operator::start_with_args(OPERATOR, &ns.name, &["--job-templates=refuse"]);
     expect_refused_after(
         &client,
         &ns.name,

@@ -1,149 +1,27 @@
-//! Helpers for the operator's cluster tests: the operator binary as a real subprocess (so it can
-//! be killed and restarted), Workflow manifests, and waits on Workflow status.
+//! Workflows on the test cluster: manifests, waits on their status, and what the operator made
+//! for them (ConfigMaps, Jobs, pods, Events).
 
-#![allow(dead_code)]
-
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use roiergasias_crd::{Phase, Workflow, WorkflowStatus};
 use roiergasias_engine::{EnvVar, parse, split};
 use serde_json::{Value, json};
 
-use crate::common::{self, TestNamespace};
+use crate::cluster::{self, TestNamespace};
+use crate::wait;
 
-/// The runner image on the real nodes, by the name the chart and the examples use.
-pub const RUNNER_IMAGE: &str = concat!("roiergasias:", env!("CARGO_PKG_VERSION"));
+/// Events are published asynchronously, after the status write that caused them.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The operator, run from this build's binary against the test cluster, watching one namespace.
-pub struct Operator {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Operator {
-    pub fn start(namespace: &str) -> Self {
-        Self::start_with(namespace, &[])
-    }
-
-    /// `env` adds variables, e.g. the test-only crash point `ROIERGASIAS_TEST_CRASH_AFTER`.
-    pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn(namespace, &[], env)
-    }
-
-    /// `args` adds flags, e.g. a policy such as `--job-templates=refuse`.
-    pub fn start_with_args(namespace: &str, args: &[&str]) -> Self {
-        Self::spawn(namespace, args, &[])
-    }
-
-    /// For real pods: the runner image `cargo xtask cluster up` imports into the real nodes, as the
-    /// chart names it (`roiergasias:0.2.0`, which containerd reads as docker.io/library/…).
-    pub fn start_real(namespace: &str, args: &[&str]) -> Self {
-        Self::spawn_with_runner(namespace, RUNNER_IMAGE, args, &[])
-    }
-
-    fn spawn(namespace: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn_with_runner(
-            namespace,
-            "registry.invalid/roiergasias/runner:test",
-            args,
-            env,
-        )
-    }
-
-    fn spawn_with_runner(
-        namespace: &str,
-        runner: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_roiergasias-operator"))
-            .args([
-                "--namespace",
-                namespace,
-                "--leader-election=false",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--runner-image",
-                runner,
-                "--log-level",
-                "info,roiergasias_controller=debug",
-            ])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(log.reopen().expect("log file"))
-            .stderr(log.reopen().expect("log file"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting roiergasias-operator");
-        Operator { child, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL: no graceful anything, like a node dying.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit by itself (a crash point) and returns its exit code.
-    pub async fn exited(&mut self, within: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Some(status) = self.child.try_wait().expect("polling the operator") {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the operator did not exit within {within:?}; its log:\n{}",
-            self.log()
-        );
-    }
-
-    /// Waits until the log holds `text`.
-    pub async fn logged(&self, text: &str, within: Duration) {
-        let start = Instant::now();
-        while !self.log().contains(text) {
-            assert!(
-                start.elapsed() < within,
-                "the operator did not log {text:?} within {within:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub fn log(&self) -> String {
-        let mut text = String::new();
-        let _ = std::fs::File::open(self.log.path()).and_then(|mut f| f.read_to_string(&mut text));
-        text
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- roiergasias-operator log ----\n{}", self.log());
-        }
-    }
-}
-
-/// A cluster client with the Workflow CRD installed.
+/// A cluster client with the Workflow CRD installed, and a namespace of the test's own.
 pub async fn setup(prefix: &str) -> (Client, TestNamespace) {
-    let client = common::client().await;
-    let crds = common::ensure_crds(&client).await;
+    let client = cluster::client().await;
+    let crds = cluster::ensure_crds(&client).await;
     assert!(
         crds.contains(&"workflows.batch.ankursoni.github.io".to_owned()),
         "the chart's crds/ folder must hold the Workflow CRD: {crds:?}"
@@ -235,7 +113,7 @@ pub async fn wait_phase(
         }
         got == want
     };
-    common::wait_for_within(api, name, &what, within, cond).await
+    wait::wait_for_within(api, name, &what, within, cond).await
 }
 
 /// Waits until the workflow's status satisfies `test`.
@@ -246,7 +124,7 @@ pub async fn wait_status(
     test: impl Fn(&WorkflowStatus) -> bool + Send + 'static,
 ) -> Workflow {
     let cond = move |wf: Option<&Workflow>| wf.and_then(|w| w.status.as_ref()).is_some_and(&test);
-    common::wait_for(api, name, what, cond).await
+    wait::wait_for(api, name, what, cond).await
 }
 
 /// ConfigMaps and Jobs the operator made for workflow `name`, by name, sorted.
@@ -322,9 +200,8 @@ pub fn job_complete(job: &Job) -> bool {
         })
 }
 
-/// Reasons of the Events regarding Workflow `name`, oldest first.
+/// (reason, note) of the Events regarding Workflow `name`, oldest first.
 pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
-    use k8s_openapi::api::events::v1::Event;
     let mut events: Vec<Event> = Api::<Event>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
@@ -343,18 +220,30 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<(String
         .collect()
 }
 
-/// Polls until the Workflow has an Event with `reason` (Events are published asynchronously);
-/// returns its note.
+/// Waits until the Workflow has an Event with `reason`; returns its note.
 pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
+    let events = wait_events(client, ns, name, &[reason]).await;
+    let (_, note) = events
+        .into_iter()
+        .find(|(r, _)| r == reason)
+        .expect("found");
+    note
+}
+
+/// Waits until the Workflow's Events include every reason in `reasons`; returns all of them.
+pub async fn wait_events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reasons: &[&str],
+) -> Vec<(String, String)> {
+    let what = format!("Workflow {name}'s Events {reasons:?}");
+    wait::until(&what, EVENT_TIMEOUT, || async {
         let events = event_reasons(client, ns, name).await;
-        if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
-            return note.clone();
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            panic!("Workflow {name}: no {reason} Event; got {events:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let all = reasons
+            .iter()
+            .all(|r| events.iter().any(|(got, _)| got == r));
+        if all { Ok(events) } else { Err(events) }
+    })
+    .await
 }

@@ -2,9 +2,6 @@
 //! with the runner image built from docker/runner.Dockerfile. What kwok can only pretend is proven
 //! here: the image, the mounted workflow, the runner's output and termination message, signals.
 
-mod common;
-mod operator_support;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,15 +11,17 @@ use kube::{Client, ResourceExt};
 use roiergasias_crd::{Phase, Workflow};
 use serde_json::json;
 
-use common::TestNamespace;
-use operator_support::{Operator, RUNNER_IMAGE, wait_phase, workflow};
+use crate::OPERATOR;
+use roiergasias_testkit::TestNamespace;
+use roiergasias_testkit::workflow::{wait_phase, workflow};
+use roiergasias_testkit::{Operator, RUNNER_IMAGE, until};
 
 /// Real pods start in seconds, not at once as on kwok.
 const REAL: Duration = Duration::from_secs(180);
 
 async fn real_setup(prefix: &str) -> (Client, TestNamespace) {
-    let client = common::client().await;
-    common::ensure_crds(&client).await;
+    let client = roiergasias_testkit::client().await;
+    roiergasias_testkit::ensure_crds(&client).await;
     let ns = TestNamespace::on_real_nodes(&client, prefix).await;
     (client, ns)
 }
@@ -59,9 +58,10 @@ async fn pods_of(client: &Client, ns: &str, job: &str) -> Vec<(String, String)> 
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn the_original_operators_hello_world_manifest_runs_unchanged_on_a_real_node() {
     let (client, ns) = real_setup("real-hello").await;
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let api: Api<Workflow> = ns.api();
     api.create(
         &PostParams::default(),
@@ -85,9 +85,10 @@ async fn the_original_operators_hello_world_manifest_runs_unchanged_on_a_real_no
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn each_split_runs_on_the_real_node_of_its_label_and_outputs_travel_between_nodes() {
     let (client, ns) = real_setup("real-multi").await;
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let api: Api<Workflow> = ns.api();
     api.create(
         &PostParams::default(),
@@ -121,9 +122,10 @@ async fn each_split_runs_on_the_real_node_of_its_label_and_outputs_travel_betwee
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn a_command_failing_on_a_real_node_fails_the_workflow_with_the_runners_message() {
     let (_client, ns) = real_setup("real-fail").await;
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let api: Api<Workflow> = ns.api();
     let yaml = "version: 0.1\ntask:\n  - node: node1\n    sequential:\n      - print: [starting]\n      - execute:\n          - \"sh -c 'exit 3'\"\n";
     api.create(&PostParams::default(), &workflow("doomed", yaml, None))
@@ -144,9 +146,10 @@ async fn a_command_failing_on_a_real_node_fails_the_workflow_with_the_runners_me
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothing_running() {
     let (client, ns) = real_setup("real-term").await;
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let witness = tempfile::tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(
         witness.path(),
@@ -192,34 +195,33 @@ async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothin
         .unwrap();
     wait_file(&witness.path().join("term"), REAL).await;
     let pods: Api<Pod> = ns.api();
-    let gone = tokio::time::timeout(REAL, async {
-        while !pods
+    let what = format!("the pod and its sleep {marker} to end with the deleted Workflow");
+    until(&what, REAL, || async {
+        let pods: Vec<String> = pods
             .list(&ListParams::default())
             .await
             .unwrap()
             .items
-            .is_empty()
-            || sleeping(&marker)
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        let running = sleeping(&marker);
+        if pods.is_empty() && !running {
+            Ok(())
+        } else {
+            Err((pods, running))
         }
     })
     .await;
-    assert!(
-        gone.is_ok(),
-        "the pod, or its sleep {marker}, outlived the deleted Workflow"
-    );
     let _ = client;
 }
 
 async fn wait_file(path: &Path, within: Duration) {
-    tokio::time::timeout(within, async {
-        while !path.exists() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let what = format!("{} to appear", path.display());
+    until(&what, within, || {
+        std::future::ready(if path.exists() { Ok(()) } else { Err("absent") })
     })
-    .await
-    .unwrap_or_else(|_| panic!("{} did not appear within {within:?}", path.display()));
+    .await;
 }
 
 /// Whether a `sleep <marker>` runs anywhere on this host (the real nodes' containers are its processes).
@@ -233,18 +235,19 @@ fn sleeping(marker: &str) -> bool {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn the_default_pod_passes_restricted_pod_security_and_its_commands_run_on_a_read_only_root() {
-    let client = common::client().await;
-    common::ensure_crds(&client).await;
-    common::require_real_nodes(&client).await;
+    let client = roiergasias_testkit::client().await;
+    roiergasias_testkit::ensure_crds(&client).await;
+    roiergasias_testkit::require_real_nodes(&client).await;
     let ns = TestNamespace::create_with(
         &client,
         "real-restricted",
-        common::ON_REAL_NODES,
+        roiergasias_testkit::ON_REAL_NODES,
         &[("pod-security.kubernetes.io/enforce", "restricted")],
     )
     .await;
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let api: Api<Workflow> = ns.api();
     // execute and shell both need the runner's scratch file for ROIERGASIAS_ENV, and TMPDIR.
     let yaml = r#"version: 0.1
@@ -278,7 +281,7 @@ struct ClusterScoped(&'static str, String);
 
 impl Drop for ClusterScoped {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(common::tools_dir().join("kubectl"))
+        let _ = std::process::Command::new(roiergasias_testkit::tools_dir().join("kubectl"))
             .args(["delete", self.0, &self.1, "--wait=false"])
             .output();
     }
@@ -286,7 +289,7 @@ impl Drop for ClusterScoped {
 
 fn kubectl_apply(json: &serde_json::Value) {
     use std::io::Write;
-    let mut child = std::process::Command::new(common::tools_dir().join("kubectl"))
+    let mut child = std::process::Command::new(roiergasias_testkit::tools_dir().join("kubectl"))
         .args(["apply", "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -301,6 +304,7 @@ fn kubectl_apply(json: &serde_json::Value) {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
 async fn the_machine_learning_example_runs_on_both_real_nodes_sharing_a_volume() {
     let (client, ns) = real_setup("real-ml").await;
     // On this one machine a hostPath volume stands in for EFS: both nodes see the same directory.
@@ -326,7 +330,7 @@ async fn the_machine_learning_example_runs_on_both_real_nodes_sharing_a_volume()
         "/../examples/machine-learning/aws/helm/roiergasias-aws"
     );
     let helm_home = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::tools_dir().join("helm"))
+    let out = std::process::Command::new(roiergasias_testkit::tools_dir().join("helm"))
         .args([
             "install",
             "ml",
@@ -356,7 +360,7 @@ async fn the_machine_learning_example_runs_on_both_real_nodes_sharing_a_volume()
         "helm install: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _operator = Operator::start_real(&ns.name, &[]);
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let api: Api<Workflow> = ns.api();
     wait_phase(
         &api,
