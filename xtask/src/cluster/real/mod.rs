@@ -75,7 +75,26 @@ pub fn missing() -> Vec<String> {
             missing.push(format!("{tool} (Debian package {package})"));
         }
     }
+    missing.extend(too_little_disk());
     missing
+}
+
+/// Each node unpacks every image into its own containerd store: a nearly full disk would fail
+/// half-way through an import, with containerd's message far from the cause.
+const MIN_FREE_BYTES: u64 = 5 << 30;
+
+fn too_little_disk() -> Option<String> {
+    let root = crate::tools::cache_root().ok()?;
+    let stat = nix::sys::statvfs::statvfs(&root).ok()?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    (free < MIN_FREE_BYTES).then(|| {
+        format!(
+            "disk space: {} MiB free under {}, the real nodes' images need {} MiB",
+            free >> 20,
+            root.display(),
+            MIN_FREE_BYTES >> 20
+        )
+    })
 }
 
 fn on_path(tool: &str) -> bool {
