@@ -115,6 +115,7 @@ mod tests {
                 yaml: "version: 0.1".into(),
             },
             job_template: None,
+            ..Default::default()
         };
         let mut wf = Workflow::new("w", spec);
         wf.metadata.namespace = Some("ns".into());

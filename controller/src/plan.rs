@@ -72,6 +72,7 @@ mod tests {
                 yaml: yaml.into(),
             },
             job_template: None,
+            ..Default::default()
         }
     }
 

@@ -196,6 +196,18 @@ impl<'a, C: Cluster> Run<'a, C> {
                 };
                 Ok(None)
             }
+            Decision::StopJob { name } => {
+                let namespace = self.workflow.namespace().unwrap_or_default();
+                self.ctx.cluster.suspend_job(&namespace, &name).await?;
+                self.observed.job_stopped = true;
+                Ok(None)
+            }
+            Decision::Delete(note) => {
+                info!(message = %note.message, "ttlSecondsAfterFinished passed; deleting");
+                self.ctx.cluster.publish(self.workflow, &note);
+                self.ctx.cluster.delete_workflow(self.workflow).await?;
+                Ok(Some(Wake::OnChange))
+            }
             Decision::Write(effects, wake) => {
                 self.before(&effects);
                 match &effects.status {
@@ -308,6 +320,8 @@ fn log(effects: &Effects) {
         Step::Advance(split) => info!(split, %message, "split succeeded"),
         Step::Fail(reason) => warn!(reason = reason.as_str(), %message, "workflow failed"),
         Step::Rederive => warn!(%message, "status was inconsistent; re-derived it"),
+        Step::Suspend(split) => info!(split, "suspended before this split"),
+        Step::Resume(split) => info!(split, "resumed"),
         Step::Wait(_) | Step::Retry | Step::Idle => {}
     }
 }

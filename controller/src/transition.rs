@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use roiergasias_crd::{
-    CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CarriedVar, MachineState, Phase,
-    SplitPhase, SplitRecord, WorkflowStatus,
+    CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CONDITION_SUSPENDED, CarriedVar,
+    MachineState, Phase, SplitPhase, SplitRecord, WorkflowStatus,
 };
 use roiergasias_engine::EnvVar;
 
@@ -253,6 +253,58 @@ pub fn rederived(
     status
 }
 
+/// Split(n), spec.suspend true: nothing of split n is created until it is false again.
+pub fn suspended(old: &WorkflowStatus, n: u32, now: &Time) -> WorkflowStatus {
+    let mut status = old.clone();
+    status.phase = Some(Phase::Suspended);
+    status.active_jobs.clear();
+    let message = format!(
+        "split {n}/{}: suspended (spec.suspend) before starting this split",
+        total(&status)
+    );
+    status.message = Some(message.clone());
+    set_condition(
+        &mut status,
+        CONDITION_PROGRESSING,
+        false,
+        SUSPENDED,
+        &message,
+        now,
+    );
+    set_condition(
+        &mut status,
+        CONDITION_SUSPENDED,
+        true,
+        SUSPENDED,
+        &message,
+        now,
+    );
+    status
+}
+
+/// Split(n), Suspended, spec.suspend false again: running, split n about to be created.
+pub fn resumed(old: &WorkflowStatus, n: u32, now: &Time) -> WorkflowStatus {
+    let mut status = old.clone();
+    status.phase = Some(Phase::Running);
+    status.message = Some(format!(
+        "split {n}/{}: resumed; starting this split",
+        total(&status)
+    ));
+    set_condition(
+        &mut status,
+        CONDITION_SUSPENDED,
+        false,
+        RESUMED,
+        "spec.suspend is false",
+        now,
+    );
+    progressing(&mut status, now);
+    status
+}
+
+const SUSPENDED: &str = "Suspended";
+const RESUMED: &str = "Resumed";
+
 /// Any state, after an error that will be retried: the message says so; nothing else changes.
 pub fn retrying(old: &WorkflowStatus, error: &str) -> WorkflowStatus {
     let mut status = old.clone();
@@ -285,7 +337,7 @@ pub fn failed(
         record.phase = Some(SplitPhase::Failed);
         record.completion_time = Some(now.clone());
     }
-    if reason == FailReason::JobFailed {
+    if matches!(reason, FailReason::JobFailed | FailReason::DeadlineExceeded) {
         status.failed_jobs.append(&mut status.active_jobs);
     } else {
         status.active_jobs.clear();

@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use status::{
-    ActiveJobs, CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CarriedVar,
-    MachineState, Phase, SplitPhase, SplitRecord, WorkflowStatus,
+    ActiveJobs, CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CONDITION_SUSPENDED,
+    CarriedVar, MachineState, Phase, SplitPhase, SplitRecord, WorkflowStatus,
 };
 
 /// API group of the Workflow resource.
@@ -24,7 +24,7 @@ pub const MAX_WORKFLOW_YAML_LEN: u32 = 512 * 1024;
 
 /// A workflow run on Kubernetes: one ConfigMap and one Job per split, one after another, each
 /// pinned to the nodes labelled `node.roiergasias=<node>` when its task names a node.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "batch.ankursoni.github.io",
     version = "v1",
@@ -35,7 +35,7 @@ pub const MAX_WORKFLOW_YAML_LEN: u32 = 512 * 1024;
     shortname = "wf",
     category = "roiergasias",
     doc = "A roiergasias workflow run as a chain of Jobs, one per split, one after another.",
-    printcolumn = r#"{"name":"Phase", "type":"string", "jsonPath":".status.phase", "description":"Pending, Running, Succeeded or Failed"}"#,
+    printcolumn = r#"{"name":"Phase", "type":"string", "jsonPath":".status.phase", "description":"Pending, Running, Suspended, Succeeded or Failed"}"#,
     printcolumn = r#"{"name":"Progress", "type":"string", "jsonPath":".status.progress", "description":"Splits completed / splits in total"}"#,
     printcolumn = r#"{"name":"Node", "type":"string", "jsonPath":".status.currentNode", "description":"Node label of the current split"}"#,
     printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#,
@@ -44,8 +44,11 @@ pub const MAX_WORKFLOW_YAML_LEN: u32 = 512 * 1024;
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self == oldSelf",
-    "message": "spec is immutable: a running workflow cannot change under its Jobs; delete and re-create it"
+    "rule": "self.workflowYAML == oldSelf.workflowYAML",
+    "message": "spec.workflowYAML is immutable: a running workflow cannot change under its Jobs; delete and re-create it"
+}, {
+    "rule": "has(self.jobTemplate) == has(oldSelf.jobTemplate) && (!has(self.jobTemplate) || self.jobTemplate == oldSelf.jobTemplate)",
+    "message": "spec.jobTemplate is immutable: a running workflow cannot change under its Jobs; delete and re-create it"
 }]))]
 pub struct WorkflowSpec {
     /// The workflow to run: its name and its YAML text (roiergasias workflow syntax, version 0.1).
@@ -61,10 +64,30 @@ pub struct WorkflowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::job_template")]
     pub job_template: Option<JobTemplateSpec>,
+
+    /// True stops the workflow before its next split: a running Job finishes (its outputs are
+    /// kept), then no split starts and the phase is Suspended. False (or unset) resumes it. May
+    /// change at any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// Seconds the workflow may run, counted from status.startTime (suspended time included);
+    /// past it the workflow fails with reason DeadlineExceeded and its running Job is suspended.
+    /// May change at any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Seconds after status.completionTime (Succeeded or Failed) when the operator deletes the
+    /// Workflow, and with it its ConfigMaps, Jobs and pods. Unset keeps it. May change at any
+    /// time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
 }
 
 /// The workflow's name and text.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct WorkflowYaml {
     /// Name of the workflow: names its ConfigMaps (`<workflow>-<name>...`), the file `<name>.yaml`
     /// in them and the mount path `/root/<name>`. A DNS-1123 label: lower case letters, digits

@@ -11,12 +11,14 @@ pub const CONDITION_PROGRESSING: &str = "Progressing";
 pub const CONDITION_COMPLETE: &str = "Complete";
 /// Condition type: True once the workflow failed.
 pub const CONDITION_FAILED: &str = "Failed";
+/// Condition type: True while spec.suspend holds the workflow before its next split.
+pub const CONDITION_SUSPENDED: &str = "Suspended";
 
 /// Observed state of a Workflow. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowStatus {
-    /// For people and tools: Pending (not yet checked), Running, Succeeded or Failed.
+    /// For people and tools: Pending (not yet checked), Running, Suspended, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 
@@ -114,6 +116,8 @@ pub enum Phase {
     Pending,
     /// Splits are running.
     Running,
+    /// spec.suspend holds the workflow before its next split.
+    Suspended,
     /// Every split's Job completed.
     Succeeded,
     /// The workflow is invalid or a Job failed.

@@ -72,11 +72,37 @@ fn printer_columns_show_phase_progress_node_age_and_wide_job_message() {
 }
 
 #[test]
-fn spec_is_immutable_and_validated_by_the_api_server() {
+fn spec_is_immutable_but_for_the_lifecycle_controls_and_validated_by_the_api_server() {
     let spec = spec_schema();
     let rules = spec["x-kubernetes-validations"].as_array().unwrap();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0]["rule"], "self == oldSelf");
+    let rules: Vec<&str> = rules.iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert_eq!(
+        rules,
+        [
+            "self.workflowYAML == oldSelf.workflowYAML",
+            "has(self.jobTemplate) == has(oldSelf.jobTemplate) && (!has(self.jobTemplate) || \
+             self.jobTemplate == oldSelf.jobTemplate)"
+        ]
+    );
+    for rule in &rules {
+        for field in [
+            "suspend",
+            "activeDeadlineSeconds",
+            "ttlSecondsAfterFinished",
+        ] {
+            assert!(!rule.contains(field), "{field} may change: {rule}");
+        }
+    }
+    assert_eq!(spec["properties"]["suspend"]["type"], "boolean");
+    for field in ["activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+        let schema = &spec["properties"][field];
+        assert_eq!(schema["type"], "integer", "{field}");
+        assert_eq!(
+            schema["minimum"].as_f64(),
+            Some(0.0),
+            "{field}: non-negative"
+        );
+    }
     assert_eq!(spec["required"], json!(["workflowYAML"]));
     let wf = &spec["properties"]["workflowYAML"];
     assert_eq!(wf["required"], json!(["name", "yaml"]));
@@ -199,8 +225,40 @@ fn minimal_manifest_deserializes_and_reserializes_without_job_template() {
     let back = serde_json::to_value(&wf.spec).unwrap();
     assert_eq!(
         back,
-        json!({"workflowYAML": {"name": "x", "yaml": "version: 0.1"}})
+        json!({"workflowYAML": {"name": "x", "yaml": "version: 0.1"}}),
+        "unset lifecycle controls are not written back"
     );
+    assert_eq!(
+        (
+            wf.spec.suspend,
+            wf.spec.active_deadline_seconds,
+            wf.spec.ttl_seconds_after_finished
+        ),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn lifecycle_controls_and_the_suspended_phase_read_and_write_back() {
+    let spec = json!({
+        "workflowYAML": {"name": "x", "yaml": "version: 0.1"},
+        "suspend": true, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 0
+    });
+    let parsed: WorkflowSpec = serde_json::from_value(spec.clone()).unwrap();
+    assert_eq!(parsed.suspend, Some(true));
+    assert_eq!(parsed.active_deadline_seconds, Some(600));
+    assert_eq!(parsed.ttl_seconds_after_finished, Some(0));
+    assert_eq!(serde_json::to_value(&parsed).unwrap(), spec);
+    // A status written by the operator before these controls still reads.
+    let old: WorkflowStatus = serde_json::from_value(json!({
+        "phase": "Running", "state": "WaitingJob", "currentSplit": 1, "totalSplits": 1,
+        "conditions": [{"type": "Progressing", "status": "True", "reason": "Started",
+            "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    }))
+    .unwrap();
+    assert_eq!(old.phase, Some(Phase::Running));
+    let suspended: WorkflowStatus = serde_json::from_value(json!({"phase": "Suspended"})).unwrap();
+    assert_eq!(suspended.phase, Some(Phase::Suspended));
 }
 
 fn job_ref(name: String) -> ObjectReference {

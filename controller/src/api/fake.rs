@@ -32,6 +32,10 @@ pub(crate) struct State {
     pub(crate) events: Vec<Note>,
     /// Every successful status write, in order.
     pub(crate) status_writes: Vec<WorkflowStatus>,
+    /// The Jobs suspended, one entry per patch, in order.
+    pub(crate) suspended_jobs: Vec<String>,
+    /// The uids of the Workflows deleted, in order.
+    pub(crate) deleted: Vec<String>,
     /// Errors injected: the next call named so (`create ConfigMap`, `create Job`, `write status`,
     /// `get Job`, `list pods`) fails with it.
     pub(crate) faults: Vec<(&'static str, Fault)>,
@@ -287,6 +291,26 @@ impl Cluster for FakeCluster {
             .unwrap_or(0);
         stored.metadata.resource_version = Some((rv + 1).to_string());
         state.status_writes.push(new.clone());
+        after_crash(&state, ())
+    }
+
+    async fn suspend_job(&self, _namespace: &str, name: &str) -> Result<(), Error> {
+        let mut state = self.call("patch Job", true)?;
+        if let Some(job) = state.jobs.get_mut(name) {
+            job.spec.get_or_insert_with(Default::default).suspend = Some(true);
+            state.suspended_jobs.push(name.to_owned());
+        }
+        after_crash(&state, ())
+    }
+
+    async fn delete_workflow(&self, workflow: &Workflow) -> Result<(), Error> {
+        let mut state = self.call("delete Workflow", true)?;
+        let stored_uid = state.workflow.as_ref().and_then(|w| w.uid());
+        // As the uid precondition: a re-created Workflow (another uid) is left alone.
+        if stored_uid.is_some() && stored_uid == workflow.uid() {
+            state.workflow = None;
+            state.deleted.extend(stored_uid);
+        }
         after_crash(&state, ())
     }
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use roiergasias_crd::{Workflow, WorkflowStatus};
@@ -112,6 +114,38 @@ impl Cluster for KubeCluster {
         self.metrics.count_write(ApiWrite::Status);
         self.metrics.count_status_patch(bytes);
         Ok(())
+    }
+
+    async fn suspend_job(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        let jobs: Api<Job> = self.api(namespace);
+        let patch = json!({"spec": {"suspend": true}});
+        let patched = jobs
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        match patched {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_workflow(&self, workflow: &Workflow) -> Result<(), Error> {
+        let namespace = workflow.namespace().ok_or(Error::Incomplete("namespace"))?;
+        let api: Api<Workflow> = self.api(&namespace);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(workflow.uid().ok_or(Error::Incomplete("uid"))?),
+                resource_version: None,
+            }),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&workflow.name_any(), &params).await {
+            Ok(_) => Ok(()),
+            // Gone already, or another Workflow by that name now (the uid precondition).
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn publish(&self, workflow: &Workflow, note: &Note) {

@@ -65,6 +65,22 @@ pub(crate) trait Cluster: Send + Sync + 'static {
         new: &WorkflowStatus,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Suspends Job `name` with the merge patch `{"spec":{"suspend":true}}`: the Job controller
+    /// stops its pods and the Job is kept. A Job already gone is not an error.
+    fn suspend_job(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Deletes `workflow`, on condition that it is still the one with its uid (a Workflow
+    /// re-created under its name is left alone); its ConfigMaps, Jobs and pods follow through
+    /// their owner references. One already gone is not an error.
+    fn delete_workflow(
+        &self,
+        workflow: &Workflow,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
     /// Publishes an Event on `workflow` without holding up the reconcile; a lost one must not
     /// stop the workflow.
     fn publish(&self, workflow: &Workflow, note: &Note);

@@ -32,6 +32,7 @@ fn workflow(filler: usize) -> Workflow {
                 yaml,
             },
             job_template: None,
+            ..Default::default()
         },
     );
     wf.metadata.namespace = Some("s".repeat(63));

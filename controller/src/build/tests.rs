@@ -35,6 +35,7 @@ fn workflow(yaml: &str, job_template: Option<serde_json::Value>) -> Workflow {
                 yaml: yaml.into(),
             },
             job_template: job_template.map(|t| serde_json::from_value(t).unwrap()),
+            ..Default::default()
         },
     );
     wf.metadata.namespace = Some("ns".into());

@@ -9,6 +9,7 @@ fn spec(job_template: Option<Value>) -> WorkflowSpec {
             yaml: "version: 0.1".into(),
         },
         job_template: job_template.map(|t| serde_json::from_value(t).expect("a JobTemplateSpec")),
+        ..Default::default()
     }
 }
 

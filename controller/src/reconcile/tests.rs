@@ -381,3 +381,190 @@ fn conflicts_back_off_from_50_ms_to_a_cap() {
     let growing: Vec<Duration> = (1..=5).map(conflict_backoff).collect();
     assert!(growing[4] >= Duration::from_millis(800), "{growing:?}");
 }
+
+/// Changes the stored Workflow as `kubectl edit` would (a new resourceVersion and generation).
+fn edit(fake: &FakeCluster, change: impl FnOnce(&mut Workflow)) {
+    let mut state = fake.state();
+    let wf = state.workflow.as_mut().unwrap();
+    change(wf);
+    let rv: u64 = wf.resource_version().unwrap().parse().unwrap();
+    wf.metadata.resource_version = Some((rv + 1).to_string());
+    wf.metadata.generation = Some(wf.metadata.generation.unwrap_or(1) + 1);
+}
+
+#[tokio::test]
+async fn a_workflow_suspended_between_splits_holds_then_resumes_with_the_outputs() {
+    let fake = FakeCluster::with(new_workflow());
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    edit(&fake, |wf| wf.spec.suspend = Some(true));
+    fake.finish_job(JOBS[0], true, Some("{\"A\":\"from split 1\"}"));
+    assert_eq!(
+        reconcile_once(&fake, &ctx).await.unwrap(),
+        Requeue::await_change()
+    );
+    assert_eq!(fake.objects().1, &JOBS[..1], "split 2 not created");
+    let status = fake.status();
+    assert_eq!(status.phase, Some(Phase::Suspended));
+    assert_eq!(Machine::read(&status, Some(3)), Ok(Machine::Split(2)));
+    assert_eq!(status.environment[0].value, "from split 1");
+    assert_eq!(
+        fake.state().status_writes.len(),
+        2,
+        "one write: outputs and suspension"
+    );
+    // Woken again while suspended: nothing is written or created.
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.state().status_writes.len(), 2);
+    assert_eq!(fake.objects().1.len(), 1);
+
+    edit(&fake, |wf| wf.spec.suspend = Some(false));
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.objects().1, &JOBS[..2]);
+    let status = fake.status();
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(Machine::read(&status, Some(3)), Ok(Machine::WaitingJob(2)));
+    assert_eq!(
+        fake.state().status_writes.len(),
+        3,
+        "resumed with WaitingJob(2)"
+    );
+    let cm2 = fake.state().config_maps["wf-w-2-node2"].clone();
+    assert!(cm2.data.unwrap()["w.yaml"].contains("from split 1"));
+    assert_eq!(
+        reasons(&fake),
+        [
+            "Started",
+            "JobCreated",
+            "SplitSucceeded",
+            "Suspended",
+            "Resumed",
+            "JobCreated"
+        ]
+    );
+    fake.finish_job(JOBS[1], true, None);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    fake.finish_job(JOBS[2], true, None);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(phase(&fake), Some(Phase::Succeeded));
+}
+
+#[tokio::test]
+async fn a_workflow_created_suspended_starts_nothing_until_resumed() {
+    let mut wf = new_workflow();
+    wf.spec.suspend = Some(true);
+    let fake = FakeCluster::with(wf);
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(phase(&fake), Some(Phase::Suspended));
+    assert_eq!(fake.objects(), (vec![], vec![]));
+    assert_eq!(reasons(&fake), ["Started", "Suspended"]);
+    edit(&fake, |wf| wf.spec.suspend = None);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.objects().1, &JOBS[..1]);
+}
+
+/// Moves the stored status's startTime (or completionTime) back by `seconds`.
+fn age(fake: &FakeCluster, seconds: i64, completion: bool) {
+    let mut state = fake.state();
+    let status = state.workflow.as_mut().unwrap().status.as_mut().unwrap();
+    let time = match completion {
+        true => &mut status.completion_time,
+        false => &mut status.start_time,
+    };
+    let then = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(seconds);
+    *time = Some(Time(then));
+}
+
+#[tokio::test]
+async fn past_its_deadline_the_running_job_is_suspended_once_and_the_workflow_fails() {
+    let mut wf = new_workflow();
+    wf.spec.active_deadline_seconds = Some(600);
+    let fake = FakeCluster::with(wf);
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    fake.start_pod(JOBS[0]);
+    // Woken by the deadline, not the 300 s safety net, once less than that is left.
+    age(&fake, 400, false);
+    let wake = reconcile_once(&fake, &ctx).await.unwrap();
+    let left = requeued(&wake).expect("a timer");
+    let due = (Duration::from_secs(190)..=Duration::from_secs(200)).contains(&left);
+    assert!(due, "{wake:?}");
+    assert!(fake.state().suspended_jobs.is_empty());
+    age(&fake, 601, false);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.state().suspended_jobs, [JOBS[0]], "exactly one patch");
+    let job = fake.state().jobs[JOBS[0]].clone();
+    assert_eq!(
+        job.spec.unwrap().suspend,
+        Some(true),
+        "suspended, not deleted"
+    );
+    assert_eq!(phase(&fake), Some(Phase::Failed));
+    let status = fake.status();
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "the workflow ran longer than its activeDeadlineSeconds (600 s) and was stopped at \
+             split 1/3; its Job wf-1-node1 was suspended"
+        )
+    );
+    assert_eq!(reasons(&fake).last(), Some(&"DeadlineExceeded"));
+    // Done: not patched again.
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.state().suspended_jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_finished_workflow_is_deleted_once_its_ttl_has_passed() {
+    let mut wf = new_workflow();
+    wf.spec.ttl_seconds_after_finished = Some(3600);
+    let fake = FakeCluster::with(wf);
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    fake.finish_job(JOBS[0], false, Some("exit 1"));
+    let wake = reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(phase(&fake), Some(Phase::Failed));
+    assert_eq!(
+        wake,
+        Requeue::await_change(),
+        "the failure is written first"
+    );
+    // Finished a moment ago: woken when the hour is up, nothing deleted.
+    let wake = reconcile_once(&fake, &ctx).await.unwrap();
+    let due = (Duration::from_secs(3590)..=Duration::from_secs(3600))
+        .contains(&requeued(&wake).expect("a timer"));
+    assert!(due, "{wake:?}");
+    assert!(fake.state().deleted.is_empty());
+    age(&fake, 3601, true);
+    let stale = Arc::new(fake.workflow());
+    reconcile(stale.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(fake.state().deleted, ["wf-uid"]);
+    assert!(fake.state().workflow.is_none());
+    assert_eq!(reasons(&fake).last(), Some(&"Expired"));
+    // A stale copy reconciled again deletes nothing more (the uid precondition).
+    fake.state().workflow = Some(Workflow {
+        metadata: kube::api::ObjectMeta {
+            uid: Some("a-new-uid".into()),
+            ..stale.metadata.clone()
+        },
+        ..(*stale).clone()
+    });
+    reconcile(stale, ctx.clone()).await.unwrap();
+    assert_eq!(fake.state().deleted.len(), 1);
+}
+
+/// The delay of a timed requeue (kube keeps it private; its Debug shows it).
+fn requeued(requeue: &Requeue) -> Option<Duration> {
+    let text = format!("{requeue:?}");
+    let inner = text.split_once("Some(")?.1.split_once(')')?.0;
+    let (number, unit) = inner.split_at(inner.find(|c: char| c.is_alphabetic() || c == 'µ')?);
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "µs" => 1e-6,
+        "ns" => 1e-9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
+}

@@ -18,6 +18,8 @@ pub(crate) enum FailReason {
     PodRefused,
     /// The operator's policy refuses what the jobTemplate asks for (see `crate::policy`).
     Refused,
+    /// The workflow ran past spec.activeDeadlineSeconds.
+    DeadlineExceeded,
 }
 
 impl FailReason {
@@ -32,6 +34,7 @@ impl FailReason {
             FailReason::StatusTooLarge => "StatusTooLarge",
             FailReason::PodRefused => "PodRefused",
             FailReason::Refused => "Refused",
+            FailReason::DeadlineExceeded => "DeadlineExceeded",
         }
     }
 }
@@ -79,6 +82,17 @@ pub(crate) enum Failure {
     /// The status would not fit under the object limit (the message of `crate::bounds`).
     #[error("{0}")]
     StatusTooLarge(String),
+    /// `stopped` says what became of the split's Job.
+    #[error(
+        "the workflow ran longer than its activeDeadlineSeconds ({deadline} s) and was stopped \
+         at split {split}/{total}{stopped}"
+    )]
+    DeadlineExceeded {
+        deadline: i64,
+        split: u32,
+        total: u32,
+        stopped: String,
+    },
 }
 
 impl Failure {
@@ -93,6 +107,7 @@ impl Failure {
             Failure::Refused(_) => FailReason::Refused,
             Failure::OutputsTooLarge(_) => FailReason::OutputsTooLarge,
             Failure::StatusTooLarge(_) => FailReason::StatusTooLarge,
+            Failure::DeadlineExceeded { .. } => FailReason::DeadlineExceeded,
         }
     }
 }

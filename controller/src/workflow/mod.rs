@@ -11,6 +11,7 @@
 //! already created (same names, controlled by this Workflow).
 
 mod failure;
+mod lifecycle;
 mod machine;
 mod observed;
 mod step;
@@ -59,6 +60,10 @@ pub(crate) enum Decision {
     Defer(Effects),
     /// Write the status, if any, publish, and wait.
     Write(Effects, Wake),
+    /// Suspend Job `name` (the deadline passed), then decide again.
+    StopJob { name: String },
+    /// Publish this Event, then delete the Workflow (spec.ttlSecondsAfterFinished).
+    Delete(Note),
 }
 
 /// What a transition changes, besides the state.
@@ -81,6 +86,10 @@ pub(crate) enum Step {
     /// Job n completed: Split(n+1), or Done(Succeeded) after the last.
     Advance(u32),
     Fail(FailReason),
+    /// spec.suspend holds split n.
+    Suspend(u32),
+    /// spec.suspend is false again: split n starts.
+    Resume(u32),
     Retry,
     /// Nothing to do (Done, or the Workflow is being deleted).
     Idle,
@@ -145,13 +154,18 @@ pub(crate) fn decide(input: &Input) -> Decision {
         .plan
         .as_ref()
         .and_then(|(_, p)| p.as_ref().ok());
-    match Machine::read(input.status, planned.map(|p| p.nodes.len())) {
+    let decision = match Machine::read(input.status, planned.map(|p| p.nodes.len())) {
         Err(corrupt) => step::rederive(input, &corrupt),
-        Ok(Machine::Done) => idle(),
+        Ok(Machine::Done) => lifecycle::done(input),
         Ok(Machine::Pending) => step::pending(input),
-        Ok(Machine::Split(n)) => step::split(input, n),
-        Ok(Machine::WaitingJob(n)) => step::waiting(input, n),
-    }
+        Ok(Machine::Split(n)) => {
+            lifecycle::past_deadline(input, n, false).unwrap_or_else(|| step::split(input, n))
+        }
+        Ok(Machine::WaitingJob(n)) => {
+            lifecycle::past_deadline(input, n, true).unwrap_or_else(|| step::waiting(input, n))
+        }
+    };
+    lifecycle::wake_by_deadline(input, decision)
 }
 
 /// Before a retry of an API error: status says what is being retried (and a Warning Event, once

@@ -95,6 +95,8 @@ pub(crate) struct Observed {
     /// The current split's ConfigMap and Job, once created (or found) in this step.
     pub(crate) config_map: Option<Created>,
     pub(crate) created_job: Option<Created>,
+    /// The current split's Job was suspended in this step (the deadline passed).
+    pub(crate) job_stopped: bool,
 }
 
 impl Observed {

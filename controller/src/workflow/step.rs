@@ -63,6 +63,9 @@ pub(super) fn split(input: &Input, n: u32) -> Decision {
     if let Err(refused) = input.policy.check(&input.workflow.spec) {
         return fail(input, Failure::Refused(refused));
     }
+    if let Some(decision) = super::lifecycle::suspend(input, n) {
+        return decision;
+    }
     let Some(plan) = input.observed.plan_for(Some(n)) else {
         return Decision::Need(Need::Plan { build: Some(n) });
     };
@@ -374,7 +377,7 @@ pub(super) fn fail(input: &Input, failure: Failure) -> Decision {
     )
 }
 
-fn effects(
+pub(super) fn effects(
     step: Step,
     status: roiergasias_crd::WorkflowStatus,
     events: Vec<Note>,
@@ -388,7 +391,7 @@ fn effects(
     }
 }
 
-fn none(step: Step) -> Effects {
+pub(super) fn none(step: Step) -> Effects {
     Effects {
         step,
         status: None,

@@ -22,6 +22,7 @@ pub(crate) fn workflow(yaml: &str) -> Workflow {
             yaml: yaml.into(),
         },
         job_template: None,
+        ..Default::default()
     };
     let mut wf = Workflow::new("wf", spec);
     wf.metadata.namespace = Some("ns".into());
@@ -647,4 +648,232 @@ fn decide_retry(wf: &Workflow, status: &WorkflowStatus, observed: &Observed) -> 
         },
         "Kubernetes API error: etcdserver: request timed out",
     )
+}
+
+/// `wf` with spec.suspend, activeDeadlineSeconds and ttlSecondsAfterFinished set so.
+fn with_lifecycle(suspend: Option<bool>, deadline: Option<i64>, ttl: Option<i64>) -> Workflow {
+    let mut wf = workflow(THREE);
+    wf.spec.suspend = suspend;
+    wf.spec.active_deadline_seconds = deadline;
+    wf.spec.ttl_seconds_after_finished = ttl;
+    wf
+}
+
+#[test]
+fn a_suspended_workflow_collects_the_running_splits_outputs_then_holds_the_next_split() {
+    let wf = with_lifecycle(Some(true), None, None);
+    // Job 1 completes while suspended: its outputs are carried, as usual (deferred) …
+    let status = waiting_at(&workflow(THREE), 1);
+    let observed = with_job(complete_job(Some("{\"A\":\"1\"}")));
+    let Decision::Defer(advanced) = decide_for(&wf, &status, &observed) else {
+        panic!("Job 1's outputs are collected")
+    };
+    let split2 = advanced.status.unwrap();
+    // … then Split(2) is written Suspended, without planning or creating anything.
+    let (effects, wake) = written(decide_for(&wf, &split2, &Observed::default()));
+    assert_eq!((effects.step, wake), (Step::Suspend(2), Wake::OnChange));
+    assert_eq!(effects.handoff, Some(Handoff::CancelAll { records: 3 }));
+    let suspended = effects.status.unwrap();
+    assert_eq!(Machine::read(&suspended, Some(3)), Ok(Machine::Split(2)));
+    assert_eq!(suspended.phase, Some(Phase::Suspended));
+    assert_eq!(suspended.environment[0].value, "1", "outputs kept");
+    let condition = |s: &WorkflowStatus, t: &str| {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(
+        condition(&suspended, "Suspended"),
+        ("True".into(), "Suspended".into())
+    );
+    assert_eq!(
+        condition(&suspended, "Progressing"),
+        ("False".into(), "Suspended".into())
+    );
+    assert_eq!(effects.events[0].reason, "Suspended");
+    assert_eq!(
+        effects.events[0].message,
+        "split 2/3: suspended (spec.suspend); split 2 is not started"
+    );
+    // Said once: a later reconcile writes and publishes nothing.
+    let (again, _) = written(decide_for(&wf, &suspended, &Observed::default()));
+    assert_eq!((again.status, again.events), (None, vec![]));
+
+    // Resumed: deferred (written with WaitingJob(2)), then split 2 is planned and created.
+    let resumed_wf = with_lifecycle(Some(false), None, None);
+    let Decision::Defer(resumed) = decide_for(&resumed_wf, &suspended, &Observed::default()) else {
+        panic!("resuming is written with the next split")
+    };
+    assert_eq!(resumed.step, Step::Resume(2));
+    assert_eq!(resumed.events[0].reason, "Resumed");
+    let running = resumed.status.unwrap();
+    assert_eq!(running.phase, Some(Phase::Running));
+    assert_eq!(
+        condition(&running, "Suspended"),
+        ("False".into(), "Resumed".into())
+    );
+    assert_eq!(
+        condition(&running, "Progressing"),
+        ("True".into(), "Started".into())
+    );
+    assert_eq!(
+        decide_for(&resumed_wf, &running, &Observed::default()),
+        Decision::Need(Need::Plan { build: Some(2) })
+    );
+}
+
+#[test]
+fn a_workflow_suspended_before_its_first_split_is_validated_but_not_started() {
+    let wf = with_lifecycle(Some(true), None, None);
+    let fresh = WorkflowStatus::default();
+    let Decision::Defer(started) = decide_for(&wf, &fresh, &planned(&wf, None)) else {
+        panic!("validated first")
+    };
+    let split1 = started.status.unwrap();
+    let (effects, _) = written(decide_for(&wf, &split1, &planned(&wf, None)));
+    assert_eq!(effects.step, Step::Suspend(1));
+    let status = effects.status.unwrap();
+    assert_eq!(Machine::read(&status, Some(3)), Ok(Machine::Split(1)));
+    assert_eq!(status.phase, Some(Phase::Suspended));
+    // An invalid workflow fails rather than suspends.
+    let mut invalid = workflow("version: 0.1\ntask:\n  - sequential:\n      - frobnicate: [x]\n");
+    invalid.spec.suspend = Some(true);
+    let observed = planned(&invalid, None);
+    let (reason, _) = failed_with(decide_for(&invalid, &fresh, &observed));
+    assert_eq!(reason, FailReason::InvalidWorkflow);
+}
+
+#[test]
+fn past_its_deadline_a_running_job_is_suspended_then_the_workflow_fails() {
+    let wf = with_lifecycle(None, Some(60), None);
+    let mut status = waiting_at(&wf, 2);
+    status.start_time = Some(at(0));
+    let running = || with_job(job_seen(JobOutcome::Running, None));
+    // Before the deadline: waiting, woken when it is due (not after WAIT_RECHECK).
+    let (_, wake) = written(decide_at(&wf, &status, &running(), &at(20)));
+    assert_eq!(wake, Wake::After(Duration::from_secs(40)));
+    // At it: the Job is read, suspended, then the workflow fails.
+    assert_eq!(
+        decide_at(&wf, &status, &Observed::default(), &at(60)),
+        Decision::Need(Need::Job {
+            name: "wf-2-node2".into()
+        })
+    );
+    assert_eq!(
+        decide_at(&wf, &status, &running(), &at(60)),
+        Decision::StopJob {
+            name: "wf-2-node2".into()
+        }
+    );
+    let stopped = Observed {
+        job_stopped: true,
+        ..running()
+    };
+    let (reason, message) = failed_with(decide_at(&wf, &status, &stopped, &at(60)));
+    assert_eq!(reason, FailReason::DeadlineExceeded);
+    assert_eq!(
+        message,
+        "the workflow ran longer than its activeDeadlineSeconds (60 s) and was stopped at split \
+         2/3; its Job wf-2-node2 was suspended"
+    );
+    let (effects, _) = written(decide_at(&wf, &status, &stopped, &at(60)));
+    let failed = effects.status.unwrap();
+    assert_eq!(failed.failed_jobs[0].name.as_deref(), Some("wf-2-node2"));
+    assert!(failed.active_jobs.is_empty());
+    // A Job that already ended is not patched.
+    let ended = with_job(complete_job(None));
+    let (reason, message) = failed_with(decide_at(&wf, &status, &ended, &at(61)));
+    assert_eq!(reason, FailReason::DeadlineExceeded);
+    assert!(
+        message.ends_with("; its Job wf-2-node2 had ended"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_deadline_also_ends_a_workflow_between_splits_or_suspended() {
+    let wf = with_lifecycle(Some(true), Some(30), None);
+    let mut status = waiting_at(&workflow(THREE), 1);
+    status.state = Some(MachineState::Split);
+    status.current_split = Some(2);
+    status.start_time = Some(at(0));
+    // Suspended at 10 s: woken at the deadline, then failed.
+    let (effects, wake) = written(decide_at(&wf, &status, &Observed::default(), &at(10)));
+    assert_eq!(wake, Wake::After(Duration::from_secs(20)));
+    let suspended = effects.status.unwrap();
+    let (reason, message) = failed_with(decide_at(&wf, &suspended, &Observed::default(), &at(30)));
+    assert_eq!(reason, FailReason::DeadlineExceeded);
+    assert!(
+        message.ends_with("at split 2/3, while suspended"),
+        "{message}"
+    );
+    let unsuspended = with_lifecycle(None, Some(30), None);
+    let (_, message) = failed_with(decide_at(
+        &unsuspended,
+        &status,
+        &Observed::default(),
+        &at(31),
+    ));
+    assert!(
+        message.ends_with(", before its Job was created"),
+        "{message}"
+    );
+    // A raised deadline lets it go on; none, or a finished workflow, sets no timer.
+    let later = with_lifecycle(None, Some(3600), None);
+    let observed = Observed::default();
+    assert_eq!(
+        decide_at(&later, &status, &observed, &at(31)),
+        Decision::Need(Need::Plan { build: Some(2) })
+    );
+    let mut done = status.clone();
+    done.state = Some(MachineState::Done);
+    let (_, wake) = written(decide_at(&later, &done, &observed, &at(31)));
+    assert_eq!(wake, Wake::OnChange);
+}
+
+#[test]
+fn a_finished_workflow_is_deleted_its_ttl_after_completion() {
+    let wf = with_lifecycle(None, None, Some(100));
+    let mut done = waiting_at(&wf, 3);
+    done.state = Some(MachineState::Done);
+    done.phase = Some(Phase::Succeeded);
+    done.completion_time = Some(at(50));
+    let observed = Observed::default();
+    let (effects, wake) = written(decide_at(&wf, &done, &observed, &at(80)));
+    assert_eq!(
+        (effects.status, wake),
+        (None, Wake::After(Duration::from_secs(70)))
+    );
+    let Decision::Delete(note) = decide_at(&wf, &done, &observed, &at(150)) else {
+        panic!("deleted at completionTime + ttl")
+    };
+    assert_eq!((note.reason, note.warning), ("Expired", false));
+    assert!(
+        note.message.starts_with(
+            "deleting the Workflow, its ConfigMaps, Jobs and pods: Succeeded at 2027-01-15T08:00:50Z"
+        ),
+        "{}",
+        note.message
+    );
+    assert!(note.message.ends_with("ttlSecondsAfterFinished is 100 s"));
+    // Zero deletes at once; without a ttl, or a completionTime, it is kept.
+    let now = with_lifecycle(None, None, Some(0));
+    assert!(matches!(
+        decide_at(&now, &done, &observed, &at(50)),
+        Decision::Delete(_)
+    ));
+    let (_, wake) = written(decide_for(&workflow(THREE), &done, &observed));
+    assert_eq!(wake, Wake::OnChange);
+    done.completion_time = None;
+    let (_, wake) = written(decide_at(&wf, &done, &observed, &at(500)));
+    assert_eq!(wake, Wake::OnChange);
+    // A Workflow being deleted is left alone.
+    let mut deleting = wf.clone();
+    deleting.metadata.deletion_timestamp = Some(at(0));
+    done.completion_time = Some(at(0));
+    assert_eq!(
+        written(decide_at(&deleting, &done, &observed, &at(500)))
+            .0
+            .step,
+        Step::Idle
+    );
 }

@@ -50,11 +50,11 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
         (
             "batch.ankursoni.github.io",
             "workflows",
-            &["get", "list", "watch"],
+            &["get", "list", "watch", "delete"],
         ),
         ("batch.ankursoni.github.io", "workflows/status", &["patch"]),
         ("", "configmaps", &["get", "create"]),
-        ("batch", "jobs", &["get", "list", "watch", "create"]),
+        ("batch", "jobs", &["get", "list", "watch", "create", "patch"]),
         ("", "pods", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "events", &["list"]),
@@ -117,10 +117,13 @@ fn operator_chart_watching_all_namespaces_grants_exactly_what_the_controller_use
     let text = serde_json::to_string(&docs).unwrap();
     assert!(!text.contains("secrets"), "no access to secrets");
     assert!(!text.contains("\"*\""), "no wildcards");
-    assert!(
-        !text.contains("\"delete\""),
-        "owner references delete, not the operator"
-    );
+    // Owner references delete the rest; the operator deletes only finished Workflows (TTL).
+    let deletes: Vec<String> = permissions(role)
+        .into_iter()
+        .filter(|(_, verbs)| verbs.contains("delete"))
+        .map(|((_, resource), _)| resource)
+        .collect();
+    assert_eq!(deletes, ["workflows"], "delete on Workflows only");
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(

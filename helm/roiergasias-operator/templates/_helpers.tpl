@@ -107,18 +107,20 @@ termination messages; it records events.k8s.io Events (create, then patch for
 a repeated one). Nothing on secrets; no pods made.
 */}}
 {{- define "roiergasias-operator.workflowRules" -}}
+# delete: spec.ttlSecondsAfterFinished removes a finished Workflow.
 - apiGroups: ["batch.ankursoni.github.io"]
   resources: ["workflows"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
 - apiGroups: ["batch.ankursoni.github.io"]
   resources: ["workflows/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create"]
+# patch: past spec.activeDeadlineSeconds the running Job is suspended ({"spec":{"suspend":true}}).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -192,6 +192,7 @@ async fn measure(
                         yaml: WORKFLOW_YAML.into(),
                     },
                     job_template: None,
+                    ..Default::default()
                 };
                 let wf = Workflow::new(&format!("bench-{i:03}"), spec);
                 workflows.create(&PostParams::default(), &wf).await
