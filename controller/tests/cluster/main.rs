@@ -10,6 +10,7 @@ mod failures;
 mod helm_values;
 mod hostile;
 mod leader_election;
+mod lifecycle;
 mod policy;
 mod real_pods;
 mod restart;
