@@ -1,6 +1,8 @@
 //! Commands, their arguments, and the exit-code contract:
 //! 0 success, 1 a step failed, 2 the workflow is invalid or unreadable.
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod progress;
 
 use std::fs::OpenOptions;
@@ -71,6 +73,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    Cluster(cluster::Command),
 }
 
 /// A failure with its exit code; the text may span lines.
@@ -96,7 +101,7 @@ impl Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     progress::init(cli.log_format, cli.debug);
     let result = match cli.command {
         Command::Run { file, outputs_file } => run(&file, outputs_file),
@@ -115,6 +120,8 @@ pub fn main() -> ExitCode {
             );
             Ok(())
         }
+        #[cfg(feature = "cluster")]
+        Command::Cluster(command) => cluster::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +130,20 @@ pub fn main() -> ExitCode {
             failure.code()
         }
     }
+}
+
+/// The arguments; run as `kubectl-roiergasias`, help and errors name `kubectl roiergasias`.
+fn parse_args() -> Cli {
+    #[cfg(feature = "cluster")]
+    if let Some(name) = std::env::args_os()
+        .next()
+        .and_then(|a| cluster::plugin_name(&a))
+    {
+        use clap::FromArgMatches;
+        let matches = Cli::command().bin_name(name).get_matches();
+        return Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    }
+    Cli::parse()
 }
 
 fn display_name(file: &Path) -> String {
