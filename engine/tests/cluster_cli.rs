@@ -217,11 +217,22 @@ async fn submit_watch_list_get_delete_a_three_split_workflow() {
     );
 
     let (stdout, _) = expect_code(&cli(&["get", "three", "-n", n]).await, 0, "get");
-    for (i, node) in [(1, "node1"), (2, "node2"), (3, "node2")] {
-        let row = format!("  {i}       {node}    three-{i}-{node}   Succeeded");
-        assert!(stdout.contains(&row), "no {row:?} in\n{stdout}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("SPLIT"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (row, (i, node)) in rows
+        .iter()
+        .zip([("1", "node1"), ("2", "node2"), ("3", "node2")])
+    {
+        let job = format!("three-{i}-{node}");
+        assert_eq!(row[..4], [i, node, job.as_str(), "Succeeded"], "{stdout}");
     }
-    assert!(stdout.contains("  FIRST=1\n"), "{stdout}");
+    assert!(stdout.contains("\nCarried environment:\n"), "{stdout}");
     let (stdout, _) = expect_code(
         &cli(&["get", "three", "-n", n, "-o", "json"]).await,
         0,
