@@ -207,6 +207,11 @@ async fn pod_logs(
             eprintln!("{prefix}pod {name} is gone, and with it its logs");
             return Ok(());
         }
+        // The node keeps no log for it (kwok's fake nodes, or a container that never started).
+        Err(kube::Error::Api(s)) if s.code == 400 => {
+            eprintln!("{prefix}pod {name} has no log to read: {}", s.message);
+            return Ok(());
+        }
         Err(e) => return Err(target.explain(&format!("reading the log of pod {name}"), &e)),
     };
     let shown = if options.prefix { prefix } else { "" };
