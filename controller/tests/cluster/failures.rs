@@ -155,7 +155,10 @@ async fn the_spec_cannot_change_once_created() {
         )
         .await
         .expect_err("the API server must refuse a spec change");
-    assert!(err.to_string().contains("spec is immutable"), "{err}");
+    assert!(
+        err.to_string().contains("spec.workflowYAML is immutable"),
+        "{err}"
+    );
 }
 
 /// Labels node `kwok-plain` with `node.roiergasias=<value>` (None: removes it) while a test needs it.

@@ -54,7 +54,11 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
         ),
         ("batch.ankursoni.github.io", "workflows/status", &["patch"]),
         ("", "configmaps", &["get", "create"]),
-        ("batch", "jobs", &["get", "list", "watch", "create", "patch"]),
+        (
+            "batch",
+            "jobs",
+            &["get", "list", "watch", "create", "patch"],
+        ),
         ("", "pods", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "events", &["list"]),
