@@ -4,34 +4,22 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource,
-    EnvVar as ContainerEnv, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SeccompProfile, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use roiergasias_crd::Workflow;
 use roiergasias_engine::{EnvVar, Split};
 
+pub use roiergasias_crd::runner::{RUNNER_CONTAINER, RUNNER_UID, SCRATCH_VOLUME, VOLUME};
+
 use crate::names::{MAX_LABEL_VALUE, SplitNames, fit};
 
-/// The volume the workflow file is mounted from, named as in the original operator.
-pub const VOLUME: &str = "yaml";
 /// Node splits select nodes carrying this label.
 pub const NODE_LABEL: &str = "node.roiergasias";
 /// Node splits carry this annotation, as in the original operator.
 pub const NODE_ANNOTATION: &str = "node";
-/// Name of the default runner container; also preferred when reading termination messages.
-pub const RUNNER_CONTAINER: &str = "roiergasias";
-/// The default runner's writable scratch directory (its root filesystem is read-only): an
-/// emptyDir at [`SCRATCH_DIR`], named so it cannot clash with a template's volumes.
-pub const SCRATCH_VOLUME: &str = "roiergasias-tmp";
-/// Where the scratch volume is mounted; `TMPDIR` names it, so the runner's `ROIERGASIAS_ENV`
-/// files and the commands' own temporary files land there.
-pub const SCRATCH_DIR: &str = "/tmp";
-/// The runner image's user (docker/runner.Dockerfile), set explicitly so `runAsNonRoot` holds
-/// for an image whose USER is a name.
-pub const RUNNER_UID: i64 = 65532;
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "roiergasias-operator";
 pub const WORKFLOW_LABEL: &str = "batch.ankursoni.github.io/workflow";
@@ -200,54 +188,9 @@ fn default_runner(pod_spec: &mut PodSpec, input: &SplitInput) {
     });
 }
 
-/// Runs `/root/roiergasias run` on the mounted file, laid out as the original's manifests do
-/// (`/root/<name>/<name>.yaml`), so both styles read the same.
 fn default_container(input: &SplitInput) -> Container {
     let name = &input.workflow.spec.workflow_yaml.name;
-    Container {
-        name: RUNNER_CONTAINER.into(),
-        image: Some(input.runner_image.to_owned()),
-        command: Some(vec![
-            "/root/roiergasias".into(),
-            "run".into(),
-            format!("--file=/root/{name}/{}", input.file_name()),
-        ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: VOLUME.into(),
-                mount_path: format!("/root/{name}"),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: SCRATCH_VOLUME.into(),
-                mount_path: SCRATCH_DIR.into(),
-                ..Default::default()
-            },
-        ]),
-        env: Some(vec![ContainerEnv {
-            name: "TMPDIR".into(),
-            value: Some(SCRATCH_DIR.into()),
-            ..Default::default()
-        }]),
-        // The runner writes outputs (or its error) there; a crash leaves the log's tail instead.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    roiergasias_crd::runner::default_container(name, input.runner_image)
 }
 
 #[cfg(test)]

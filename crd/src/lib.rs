@@ -3,6 +3,7 @@
 //! The spec is compatible with the original Go operator's manifests; `jobTemplate` became optional.
 //! The status holds the controller's state machine so a restarted controller resumes where it was.
 
+pub mod runner;
 mod schema;
 mod status;
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::names::split_names;
+use roiergasias_crd::runner::SCRATCH_DIR;
 use roiergasias_crd::{WorkflowSpec, WorkflowYaml};
 use roiergasias_engine::{parse, split};
 

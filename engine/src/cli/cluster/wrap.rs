@@ -2,18 +2,12 @@
 
 use k8s_openapi::api::batch::v1::{JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EmptyDirVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use roiergasias_crd::runner::{RUNNER_UID, SCRATCH_VOLUME, default_container, runtime_default};
 use roiergasias_crd::{Workflow, WorkflowSpec, WorkflowYaml};
 
-/// The runner image's user (docker/runner.Dockerfile), as the operator's default runner sets it.
-const RUNNER_UID: i64 = 65532;
-/// The operator mounts each split's workflow from the volume of this name.
-const VOLUME: &str = "yaml";
-const SCRATCH_VOLUME: &str = "roiergasias-tmp";
-const SCRATCH_DIR: &str = "/tmp";
 /// Longest DNS-1123 label (the workflow name names ConfigMaps and a mount path).
 const MAX_LABEL: usize = 63;
 /// Room the API server leaves a generateName prefix before its 5-character suffix.
@@ -92,50 +86,7 @@ pub(crate) fn default_naming(stem: &str) -> Naming {
 /// What the operator's default runner runs (controller/src/build.rs), in `image`: the same
 /// command, mounts and restricted-PSS security settings, and no second attempt.
 fn job_template(image: &str, name: &str) -> JobTemplateSpec {
-    let runtime_default = || SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        ..Default::default()
-    };
-    let container = Container {
-        name: "roiergasias".into(),
-        image: Some(image.to_owned()),
-        command: Some(vec![
-            "/root/roiergasias".into(),
-            "run".into(),
-            format!("--file=/root/{name}/{name}.yaml"),
-        ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: VOLUME.into(),
-                mount_path: format!("/root/{name}"),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: SCRATCH_VOLUME.into(),
-                mount_path: SCRATCH_DIR.into(),
-                ..Default::default()
-            },
-        ]),
-        env: Some(vec![EnvVar {
-            name: "TMPDIR".into(),
-            value: Some(SCRATCH_DIR.into()),
-            ..Default::default()
-        }]),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let container = default_container(name, image);
     let pod = PodSpec {
         containers: vec![container],
         restart_policy: Some("Never".into()),
