@@ -7,7 +7,7 @@ use kube::api::{ListParams, LogParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use roiergasias_crd::{Phase, SplitRecord, Workflow};
+use roiergasias_crd::{Phase, SplitPhase, SplitRecord, Workflow};
 
 use super::connect::Target;
 use crate::cli::Failure;
@@ -40,7 +40,7 @@ pub(crate) async fn run(target: &Target, name: &str, options: Options) -> Result
         let record = status
             .splits
             .iter()
-            .find(|s| s.index == index && s.job.is_some());
+            .find(|s| s.index == index && started(s));
         match record {
             Some(record) => split_logs(target, record, options).await?,
             None if options.follow && !finished(&wf) => {
@@ -78,6 +78,12 @@ fn finished(wf: &Workflow) -> bool {
     )
 }
 
+/// Whether split record `s` has its Job: every record names its Job from the start, so only its
+/// phase says whether the Job was created.
+fn started(s: &SplitRecord) -> bool {
+    s.job.is_some() && !matches!(s.phase, None | Some(SplitPhase::Pending))
+}
+
 /// Waits until split `index` has its Job or the run ended.
 async fn next_split(target: &Target, name: &str, index: u32) -> Result<Workflow, Failure> {
     let ready = move |wf: Option<&Workflow>| {
@@ -87,7 +93,7 @@ async fn next_split(target: &Target, name: &str, index: u32) -> Result<Workflow,
                     .status_or_default()
                     .splits
                     .iter()
-                    .any(|s| s.index == index && s.job.is_some())
+                    .any(|s| s.index == index && started(s))
         })
     };
     let found = await_condition(target.workflows(), name, ready)
@@ -259,6 +265,20 @@ mod tests {
     fn prefixes_name_the_split_and_its_node() {
         assert_eq!(prefix_of(2, Some("node-2")), "[split 2 · node-2] ");
         assert_eq!(prefix_of(1, None), "[split 1] ");
+    }
+
+    #[test]
+    fn a_split_has_started_once_its_job_was_created_not_when_it_is_named() {
+        let record = |phase| SplitRecord {
+            index: 2,
+            job: Some("wf-2-node2".into()),
+            phase,
+            ..Default::default()
+        };
+        // Status names every split's Job when the run starts.
+        assert!(!started(&record(Some(SplitPhase::Pending))));
+        assert!(started(&record(Some(SplitPhase::Running))));
+        assert!(started(&record(Some(SplitPhase::Succeeded))));
     }
 
     #[test]
