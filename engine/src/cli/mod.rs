@@ -173,19 +173,22 @@ fn load(file: &Path) -> Result<Workflow, Failure> {
     }
     let text = roiergasias_engine::workflow_text(&bytes)
         .map_err(|e| Failure::Invalid(e.display_for(&name)))?;
-    roiergasias_engine::parse_with_process_env(text).map_err(|e| {
-        let count = e.total();
-        let plural = if count == 1 { "" } else { "s" };
-        let lines: Vec<String> = e
-            .display_for(&name)
-            .lines()
-            .map(|l| format!("  {l}"))
-            .collect();
-        Failure::Invalid(format!(
-            "{name} is invalid ({count} problem{plural}):\n{}",
-            lines.join("\n")
-        ))
-    })
+    roiergasias_engine::parse_with_process_env(text).map_err(|e| invalid(&name, &e, ""))
+}
+
+/// `name` failed validation: how many problems, `after` that, then each problem indented.
+fn invalid(name: &str, error: &roiergasias_engine::WorkflowError, after: &str) -> Failure {
+    let count = error.total();
+    let plural = if count == 1 { "" } else { "s" };
+    let lines: Vec<String> = error
+        .display_for(name)
+        .lines()
+        .map(|l| format!("  {l}"))
+        .collect();
+    Failure::Invalid(format!(
+        "{name} is invalid ({count} problem{plural}){after}:\n{}",
+        lines.join("\n")
+    ))
 }
 
 fn validate(file: &Path) -> Result<(), Failure> {

@@ -9,7 +9,7 @@ use roiergasias_engine::MAX_WORKFLOW_BYTES;
 
 use super::connect::Target;
 use super::wrap::{self, Naming};
-use crate::cli::{Failure, display_name};
+use crate::cli::{Failure, display_name, invalid};
 
 pub(crate) struct Request {
     pub file: PathBuf,
@@ -66,19 +66,7 @@ fn read(file: &Path) -> Result<String, Failure> {
             MAX_WORKFLOW_YAML_LEN / 1024
         )));
     }
-    roiergasias_engine::parse(text).map_err(|e| {
-        let count = e.total();
-        let lines: Vec<String> = e
-            .display_for(&name)
-            .lines()
-            .map(|l| format!("  {l}"))
-            .collect();
-        Failure::Invalid(format!(
-            "{name} is invalid ({count} problem{}), nothing was submitted:\n{}",
-            if count == 1 { "" } else { "s" },
-            lines.join("\n")
-        ))
-    })?;
+    roiergasias_engine::parse(text).map_err(|e| invalid(&name, &e, ", nothing was submitted"))?;
     Ok(text.to_owned())
 }
 
