@@ -9,18 +9,72 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use common::{Dir, bin};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+
+/// How long any run or wait may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Kills process group `group` after [`HANG`] (which ends every blocked read of its
+/// output), or as soon as it is dropped unfinished (a failed test leaves nothing behind).
+struct HangGuard {
+    done: Option<mpsc::Sender<()>>,
+    watchdog: Option<JoinHandle<bool>>,
+}
+
+impl HangGuard {
+    fn start(group: Pid) -> HangGuard {
+        let (done, guard) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || match guard.recv_timeout(HANG) {
+            Ok(()) => false,
+            Err(ended) => {
+                let _ = killpg(group, Signal::SIGKILL);
+                ended == RecvTimeoutError::Timeout
+            }
+        });
+        HangGuard {
+            done: Some(done),
+            watchdog: Some(watchdog),
+        }
+    }
+
+    /// Whether the guard had to end the run.
+    fn hung(mut self) -> bool {
+        let _ = self.done.take().unwrap().send(());
+        self.watchdog.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for HangGuard {
+    fn drop(&mut self) {
+        // Unfinished: the sender goes, and the watchdog ends the group at once.
+        drop(self.done.take());
+    }
+}
+
+/// Polls `probe` until it answers, panicking with `what` after [`HANG`].
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(answer) = probe() {
+            return answer;
+        }
+        assert!(start.elapsed() < HANG, "hung waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// A run of workflow `text` (with `{dir}` replaced by a scratch directory).
 struct Run {
     child: Child,
     stdout: BufReader<ChildStdout>,
     dir: Dir,
+    guard: Option<HangGuard>,
 }
 
 impl Run {
@@ -38,7 +92,13 @@ impl Run {
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Run { child, stdout, dir }
+        let guard = Some(HangGuard::start(Pid::from_raw(child.id() as i32)));
+        Run {
+            child,
+            stdout,
+            dir,
+            guard,
+        }
     }
 
     fn pid(&self) -> Pid {
@@ -61,18 +121,9 @@ impl Run {
         Pid::from_raw(text.trim().parse().unwrap())
     }
 
-    /// Waits for the run to end (killing its group after a minute: a hang); returns the exit
-    /// code, the rest of stdout, and stderr.
+    /// Waits for the run to end (its group is killed a minute after the start: a hang);
+    /// returns the exit code, the rest of stdout, and stderr.
     fn finish(&mut self) -> (i32, String, String) {
-        let (done, guard) = mpsc::channel::<()>();
-        let pid = self.pid();
-        let watchdog = std::thread::spawn(move || {
-            let hung = guard.recv_timeout(Duration::from_secs(60)).is_err();
-            if hung {
-                let _ = killpg(pid, Signal::SIGKILL);
-            }
-            hung
-        });
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         let mut stderr = String::new();
@@ -83,8 +134,8 @@ impl Run {
             .read_to_string(&mut stderr)
             .unwrap();
         let status = self.child.wait().unwrap();
-        let _ = done.send(());
-        assert!(!watchdog.join().unwrap(), "hung; stderr:\n{stderr}");
+        let hung = self.guard.take().unwrap().hung();
+        assert!(!hung, "hung; stderr:\n{stderr}");
         (status.code().expect("exited"), rest, stderr)
     }
 }
@@ -224,6 +275,11 @@ fn as_pid_1_orphans_are_reaped_while_the_run_goes_on() {
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .status();
     if !probe.is_ok_and(|s| s.success()) {
+        // Not as an ordinary user; CI runs as root and must not skip it.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare --pid is not permitted here"
+        );
         eprintln!("skipped: unshare --pid is not permitted here");
         return;
     }
@@ -255,7 +311,7 @@ task:
 }
 
 /// Workflow `text` running on a terminal (util-linux `script` makes one), once it printed
-/// `ready`; `None` when there is no `script`.
+/// `ready`.
 struct Terminal {
     child: Child,
     shown: BufReader<ChildStdout>,
@@ -265,24 +321,20 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn start(text: &str) -> Option<Terminal> {
-        if std::process::Command::new("script")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("skipped: no `script` to make a terminal");
-            return None;
-        }
+    fn start(text: &str) -> Terminal {
         let dir = Dir::temp();
         let file = dir.file("w.yaml", text);
-        let command = format!("{} run -f {file}", env!("CARGO_BIN_EXE_roiergasias"));
+        // `script` runs the command with `$SHELL -c`. With `exec`, roiergasias is its child
+        // whatever the shell: dash does not exec a lone command, and in between it would get
+        // the Ctrl-C too and exit 130, and would not stop with its child on Ctrl-Z.
+        let command = format!("exec {} run -f {file}", env!("CARGO_BIN_EXE_roiergasias"));
         let mut child = std::process::Command::new("timeout")
             .args(["-k", "5", "60", "script", "-qec", &command, "/dev/null"])
+            .env("SHELL", "/bin/sh")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap();
+            .expect("util-linux `script` (Debian's bsdutils) makes the terminal");
         let shown = BufReader::new(child.stdout.take().unwrap());
         let mut terminal = Terminal {
             child,
@@ -296,7 +348,7 @@ impl Terminal {
             assert!(read > 0, "ended early: {}", terminal.seen);
             terminal.seen.push_str(&line);
         }
-        Some(terminal)
+        terminal
     }
 
     fn type_in(&mut self, input: &[u8]) {
@@ -319,9 +371,7 @@ impl Terminal {
 fn on_a_terminal_a_command_can_read_it_and_ctrl_c_stops_the_workflow() {
     // In a background process group, the read would stop the command (SIGTTIN) for ever.
     let read = "version: 0.1\ntask:\n  - sequential:\n      - execute: [\"sh -c 'echo ready; read x; echo got $x'\"]\n";
-    let Some(mut terminal) = Terminal::start(read) else {
-        return;
-    };
+    let mut terminal = Terminal::start(read);
     terminal.type_in(b"typed\n");
     let (code, shown) = terminal.finish();
     assert_eq!(code, 0, "{shown}");
@@ -329,7 +379,7 @@ fn on_a_terminal_a_command_can_read_it_and_ctrl_c_stops_the_workflow() {
     // Wherever Ctrl-C lands (before the command, or on it once it has the terminal), the
     // workflow stops. (A shell as the command would defer it until its `sleep` ended.)
     let interrupt = "version: 0.1\ntask:\n  - sequential:\n      - print: [ready]\n      - execute: [\"sleep 300\", \"echo never-item\"]\n";
-    let mut terminal = Terminal::start(interrupt).unwrap();
+    let mut terminal = Terminal::start(interrupt);
     terminal.type_in(b"\x03");
     let (code, shown) = terminal.finish();
     assert_eq!(code, 1, "{shown}");
@@ -359,9 +409,7 @@ task:
       - shell: ['echo went on > {dir}/after']
 "#
     .replace("{dir}", scratch.0.path().to_str().unwrap());
-    let Some(mut terminal) = Terminal::start(&text) else {
-        return;
-    };
+    let mut terminal = Terminal::start(&text);
     let pid: i32 = terminal
         .seen
         .split("ready ")
@@ -372,23 +420,18 @@ task:
         .unwrap();
     let pid = Pid::from_raw(pid);
     terminal.type_in(b"\x1a");
-    // Stopped as a job is, and `script` with it: wait for both (the hang guard ends the
-    // run after a minute).
-    let script = loop {
-        match state(pid) {
-            ('T', parent) if state(parent).0 == 'T' => break parent,
-            ('?', _) => panic!("ended instead of stopping: {}", terminal.seen),
-            _ => std::thread::yield_now(),
-        }
-    };
+    // Stopped as a job is, and `script` (its parent) with it: wait for both.
+    let script = wait_for("roiergasias and script stop", || match state(pid) {
+        ('T', parent) if state(parent).0 == 'T' => Some(parent),
+        ('?', _) => panic!("ended instead of stopping: {}", terminal.seen),
+        _ => None,
+    });
     // `script` stops with its child, as a shell's job would: `fg` continues both.
     for pid in [script, pid] {
         kill(pid, Signal::SIGCONT).unwrap();
     }
     terminal.type_in(b"typed\n");
-    while !matches!(state(pid).0, '?' | 'Z') {
-        std::thread::yield_now();
-    }
+    wait_for("roiergasias ends", || matches!(state(pid).0, '?' | 'Z').then_some(()));
     let _ = killpg(Pid::from_raw(terminal.child.id() as i32), Signal::SIGKILL);
     let _ = terminal.child.wait();
     let read = |name| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();
