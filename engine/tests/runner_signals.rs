@@ -431,7 +431,9 @@ task:
         kill(pid, Signal::SIGCONT).unwrap();
     }
     terminal.type_in(b"typed\n");
-    wait_for("roiergasias ends", || matches!(state(pid).0, '?' | 'Z').then_some(()));
+    wait_for("roiergasias ends", || {
+        matches!(state(pid).0, '?' | 'Z').then_some(())
+    });
     let _ = killpg(Pid::from_raw(terminal.child.id() as i32), Signal::SIGKILL);
     let _ = terminal.child.wait();
     let read = |name| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();

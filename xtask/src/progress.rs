@@ -17,12 +17,23 @@ const TICK: Duration = Duration::from_secs(20);
 
 /// Runs `cmd` (inheriting stdout/stderr) and prints `label: still running (elapsed)` every [`TICK`].
 pub fn run_with_ticker(cmd: &mut Command, label: &str) -> anyhow::Result<ExitStatus> {
-    run(cmd, label, None)
+    Ok(run(cmd, label, None, None)?.0)
+}
+
+/// How a [`run_teed`] child ended.
+pub struct Teed {
+    pub status: ExitStatus,
+    /// Its standard output and error, merged.
+    pub output: String,
+    /// Whether it was killed, with all it had started, for running past its limit.
+    pub overran: bool,
 }
 
 /// Like [`run_with_ticker`], also returning the child's standard output and error, merged (cargo
 /// names each test binary on stderr and prints its results on stdout); both still reach our stdout.
-pub fn run_teed(cmd: &mut Command, label: &str) -> anyhow::Result<(ExitStatus, String)> {
+/// Past `limit` the child and everything it started are ended, so a hang is a failure that says
+/// so instead of a run that never ends.
+pub fn run_teed(cmd: &mut Command, label: &str, limit: Option<Duration>) -> anyhow::Result<Teed> {
     let (reader, writer) = std::io::pipe().context("a pipe for the child's output")?;
     cmd.stderr(
         writer
@@ -35,23 +46,31 @@ pub fn run_teed(cmd: &mut Command, label: &str) -> anyhow::Result<(ExitStatus, S
         let spinner = spinner.clone();
         std::thread::spawn(move || copy_lines(reader, spinner.as_ref()))
     };
-    let status = run(cmd, label, spinner.as_ref());
+    let ran = run(cmd, label, spinner.as_ref(), limit);
     // Our copy of the write end must go, or the reader never sees the end.
     cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
     let output = copier.join().unwrap_or_default();
-    Ok((status?, output))
+    let (status, overran) = ran?;
+    Ok(Teed {
+        status,
+        output,
+        overran,
+    })
 }
 
+/// The child's status, and whether it ran past `limit` and was ended.
 fn run(
     cmd: &mut Command,
     label: &str,
     spinner: Option<&ProgressBar>,
-) -> anyhow::Result<ExitStatus> {
+    limit: Option<Duration>,
+) -> anyhow::Result<(ExitStatus, bool)> {
     eprintln!("{label}: started");
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{label}: starting {:?}", cmd.get_program()))?;
-    let status = match spinner {
+    let pid = child.id() as i32;
+    let (status, overran) = within(limit, pid, || match spinner {
         Some(spinner) => {
             spinner.enable_steady_tick(Duration::from_millis(200));
             let status = child.wait();
@@ -59,8 +78,37 @@ fn run(
             status
         }
         None => with_lines(label, TICK, std::io::stderr(), || child.wait()),
+    });
+    if overran {
+        eprintln!(
+            "{label}: ended after running past its limit of {}",
+            human(limit.unwrap_or_default())
+        );
+    }
+    let status = status.with_context(|| format!("{label}: waiting for the child process"))?;
+    Ok((status, overran))
+}
+
+/// Runs `wait` (which returns once process `pid` has ended); past `limit`, ends `pid` and all
+/// its descendants (SIGTERM, SIGKILL 10 s later). Also returns whether that happened.
+fn within<T>(limit: Option<Duration>, pid: i32, wait: impl FnOnce() -> T) -> (T, bool) {
+    let Some(limit) = limit else {
+        return (wait(), false);
     };
-    status.with_context(|| format!("{label}: waiting for the child process"))
+    let (done, timer) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let watchdog = s.spawn(move || {
+            let overran = timer.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout);
+            if overran {
+                let tree = crate::cluster::procs::tree(pid);
+                crate::cluster::procs::terminate(&tree, Duration::from_secs(10));
+            }
+            overran
+        });
+        let result = wait();
+        drop(done);
+        (result, watchdog.join().unwrap_or(false))
+    })
 }
 
 /// A spinner on stderr: `⠙ label: running (1m15s)`.
@@ -189,7 +237,7 @@ mod tests {
     fn run_teed_returns_the_merged_output_and_the_status() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo to-stdout; echo to-stderr >&2; exit 3"]);
-        let (status, output) = run_teed(&mut cmd, "sh").unwrap();
+        let Teed { status, output, .. } = run_teed(&mut cmd, "sh", None).unwrap();
         assert_eq!(status.code(), Some(3));
         let lines: Vec<&str> = output.lines().collect();
         assert!(
@@ -199,11 +247,25 @@ mod tests {
     }
 
     #[test]
+    fn past_its_limit_a_child_ends_with_all_it_started() {
+        // The background sleep holds the output pipe too: it must end for the run to return.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; sleep 300 & sleep 300"]);
+        let teed = run_teed(&mut cmd, "sh", Some(Duration::from_millis(500))).unwrap();
+        assert!(teed.overran);
+        assert!(!teed.status.success());
+        assert_eq!(teed.output, "started\n");
+        let mut quick = Command::new("true");
+        let teed = run_teed(&mut quick, "true", Some(Duration::from_secs(60))).unwrap();
+        assert!(!teed.overran && teed.status.success());
+    }
+
+    #[test]
     fn a_missing_program_is_an_error_naming_the_step() {
         let mut cmd = Command::new("/nonexistent/program");
         let err = run_with_ticker(&mut cmd, "the step").unwrap_err();
         assert!(format!("{err:#}").contains("the step: starting"), "{err:#}");
-        let err = run_teed(&mut cmd, "teed step").unwrap_err();
+        let err = run_teed(&mut cmd, "teed step", None).err().unwrap();
         assert!(
             format!("{err:#}").contains("teed step: starting"),
             "{err:#}"

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
@@ -123,19 +123,23 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         }
         eprintln!("==> {name}");
         let t = Instant::now();
-        match progress::run_teed(&mut cmd, name) {
-            Ok((s, output)) => {
+        match progress::run_teed(&mut cmd, name, Some(STEP_LIMIT)) {
+            Ok(teed) => {
+                let s = teed.status;
                 let elapsed = progress::human(t.elapsed());
                 let outcome = if s.success() {
                     Outcome::Passed
                 } else {
                     Outcome::Failed
                 };
-                let real = if name == "cargo test" {
-                    real_pod_summary(&output)
+                let mut real = if name == "cargo test" {
+                    real_pod_summary(&teed.output)
                 } else {
                     String::new()
                 };
+                if teed.overran {
+                    real.push_str(&overrun_note(&teed.output));
+                }
                 let status = if s.success() {
                     String::new()
                 } else {
@@ -180,13 +184,18 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             "--ignored",
         ]);
         let t = Instant::now();
-        match progress::run_with_ticker(&mut cmd, name) {
-            Ok(s) if s.success() => record(
+        match progress::run_teed(&mut cmd, name, Some(STEP_LIMIT)) {
+            Ok(teed) if teed.status.success() => record(
                 name,
                 Outcome::Passed,
                 format!("({})", progress::human(t.elapsed())),
             ),
-            Ok(s) => record(name, Outcome::Failed, format!("({s})")),
+            Ok(teed) if teed.overran => record(
+                name,
+                Outcome::Failed,
+                format!("({}){}", teed.status, overrun_note(&teed.output)),
+            ),
+            Ok(teed) => record(name, Outcome::Failed, format!("({})", teed.status)),
             Err(e) => record(name, Outcome::Failed, format!("{e:#}")),
         }
     }
@@ -194,6 +203,39 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         record("run", Outcome::Failed, "interrupted by Ctrl-C".into());
     }
     finish(steps, started)
+}
+
+/// How long each of `cargo test`, fmt and clippy may run (builds included) before it counts as
+/// hung and is ended: the whole suite, cold, takes about 25 minutes, and CI gives 90 to all of
+/// `.ci/run`. Without it a test stuck for ever ends the CI run with no summary.
+const STEP_LIMIT: Duration = Duration::from_secs(45 * 60);
+
+/// `; ended after running past its limit, still running then: a, b` from cargo test's output:
+/// the tests the harness reported as running over 60 seconds that never reported a result.
+fn overrun_note(output: &str) -> String {
+    let ended: std::collections::HashSet<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("test "))
+        .filter_map(|l| l.split_once(" ... ").map(|(name, _)| name))
+        .collect();
+    let mut stuck: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("test "))
+        .filter_map(|l| l.strip_suffix(" has been running for over 60 seconds"))
+        .filter(|name| !ended.contains(name))
+        .collect();
+    stuck.dedup();
+    if stuck.is_empty() {
+        return format!(
+            "; ended after running past its limit of {}",
+            progress::human(STEP_LIMIT)
+        );
+    }
+    format!(
+        "; ended after running past its limit of {}, still running then: {}",
+        progress::human(STEP_LIMIT),
+        stuck.join(", ")
+    )
 }
 
 /// The xtask tests that own the host's real nodes (xtask/tests/real_nodes.rs). Ignored like the
@@ -255,7 +297,18 @@ fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{REAL_NODE_TESTS, real_pod_summary, shared_run_test_args};
+    use super::{REAL_NODE_TESTS, overrun_note, real_pod_summary, shared_run_test_args};
+
+    #[test]
+    fn an_overrun_names_the_tests_that_never_finished() {
+        let output = "test a ... ok\n\
+            test b has been running for over 60 seconds\n\
+            test c has been running for over 60 seconds\n\
+            test b ... ok\n";
+        let note = overrun_note(output);
+        assert!(note.ends_with("still running then: c"), "{note}");
+        assert!(!overrun_note("test a ... ok\n").contains("still running"));
+    }
 
     #[test]
     fn real_pod_tests_are_counted_from_their_results() {

@@ -3,7 +3,7 @@
 mod config;
 mod nodes;
 pub(crate) mod poll;
-mod procs;
+pub(crate) mod procs;
 pub mod real;
 
 use std::net::TcpListener;

@@ -94,6 +94,31 @@ pub fn every(select: impl Fn(&Process) -> bool) -> Vec<Proc> {
     found
 }
 
+/// `pid` and every live process descended from it.
+pub fn tree(pid: i32) -> Vec<Proc> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let parents: std::collections::HashMap<i32, i32> = all
+        .flatten()
+        .filter_map(|p| Some((p.pid, p.stat().ok()?.ppid)))
+        .collect();
+    let descends = |mut p: i32| {
+        // Bounded: a pid reused while we read could make a loop.
+        for _ in 0..parents.len() {
+            if p == pid {
+                return true;
+            }
+            match parents.get(&p) {
+                Some(&parent) if parent > 0 => p = parent,
+                _ => return false,
+            }
+        }
+        false
+    };
+    every(|p| descends(p.pid))
+}
+
 /// Every live process that belongs to the cluster, pid files or not.
 pub fn sweep(cluster_dir: &Path) -> Vec<Proc> {
     every(|p| belongs_to(p.pid, cluster_dir))
