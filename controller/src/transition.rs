@@ -40,8 +40,7 @@ pub fn started(
                 config_map: Some(n.config_map),
                 job: Some(n.job),
                 phase: Some(SplitPhase::Pending),
-                start_time: None,
-                completion_time: None,
+                ..Default::default()
             }
         })
         .collect();

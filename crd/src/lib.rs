@@ -13,8 +13,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use status::{
-    ActiveJobs, CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING, CONDITION_SUSPENDED,
-    CarriedVar, MachineState, Phase, SplitPhase, SplitRecord, WorkflowStatus,
+    ActiveJobs, Attempt, CONDITION_COMPLETE, CONDITION_FAILED, CONDITION_PROGRESSING,
+    CONDITION_SUSPENDED, CarriedVar, LastRetry, MachineState, Phase, SplitPhase, SplitRecord,
+    WorkflowStatus,
 };
 
 /// API group of the Workflow resource.
@@ -85,7 +86,60 @@ pub struct WorkflowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
+
+    /// Asks for a retry of a Failed workflow: raise `request` (`roiergasias retry` adds one) and
+    /// the operator runs the workflow again from its failed split, or from `fromSplit`, once per
+    /// request (status.lastRetry records the request acted on). A request while the workflow is
+    /// not Failed is refused, with the reason in status.lastRetry and an Event. May change at
+    /// any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryRequest>,
+
+    /// Automatic retries of a split whose Job failed. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_strategy: Option<RetryStrategy>,
 }
+
+/// A request to run a Failed workflow again (spec.retry).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRequest {
+    /// Raised by one for each retry wanted; a value the operator has acted on (status.lastRetry)
+    /// asks for nothing.
+    #[schemars(range(min = 1))]
+    pub request: i64,
+    /// The split to run again from, from 1; unset: the split that failed. Earlier splits are
+    /// not run again and their outputs are carried; later splits' outputs are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    #[schemars(with = "Option<i32>")]
+    pub from_split: Option<u32>,
+}
+
+/// How often, and after how long, a split whose Job failed is run again by itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStrategy {
+    /// Automatic retries of each split, after its first attempt (default 0, at most 10). A
+    /// manual retry gives the splits it runs again this many once more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    #[schemars(with = "Option<i32>")]
+    pub limit: Option<u32>,
+    /// Seconds before the first automatic retry of a split (default 10), doubled for each
+    /// further one, at most an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(with = "Option<i32>")]
+    pub backoff_seconds: Option<u32>,
+}
+
+/// Automatic retries at most: each adds an attempt record to the status.
+pub const MAX_RETRY_LIMIT: u32 = 10;
+/// Default seconds before a split's first automatic retry.
+pub const DEFAULT_BACKOFF_SECONDS: u32 = 10;
+/// Longest wait between automatic retries.
+pub const MAX_BACKOFF_SECONDS: u32 = 3600;
 
 /// The workflow's name and text.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -92,9 +92,58 @@ pub struct WorkflowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
+    /// The last spec.retry request acted on, accepted or refused, so each is acted on once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_retry: Option<LastRetry>,
+
     /// Progressing, Complete and Failed, in the Kubernetes condition convention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the operator did with a spec.retry request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRetry {
+    /// The spec.retry.request acted on.
+    pub request: i64,
+    /// Whether the workflow runs again; if not, `message` says why.
+    pub accepted: bool,
+    /// The split it runs again from, when accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i32>")]
+    pub from_split: Option<u32>,
+    /// What was done, or why the request was refused.
+    pub message: String,
+    /// When the operator acted on it.
+    pub time: Time,
+}
+
+/// An earlier attempt of a split, kept when the split runs again.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Its number, from 1.
+    #[schemars(with = "i32")]
+    pub attempt: u32,
+    /// Its ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// Its Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// How it ended: Succeeded, Failed, or Pending for one that never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<SplitPhase>,
+    /// When its Job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When its Job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Why it failed, or why it was run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// References to running Jobs.
@@ -162,6 +211,24 @@ pub struct SplitRecord {
     /// When the split's Job finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The attempt the fields above describe, from 1 (unset: 1); a retry's objects are named
+    /// `<name>-retry<attempt>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i32>")]
+    pub attempt: Option<u32>,
+    /// Automatic retries spent on this split (spec.retryStrategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i32>")]
+    pub automatic_retries: Option<u32>,
+    /// An automatic retry waits until then before its Job is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Time>,
+    /// The outputs this split's pod reported, so a retry from an earlier split can drop them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<CarriedVar>,
+    /// Earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 /// Phase of one split.

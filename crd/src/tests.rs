@@ -286,6 +286,7 @@ fn status_of_a_thousand_splits_stays_far_below_the_etcd_limit() {
             phase: Some(SplitPhase::Succeeded),
             start_time: Some(now.clone()),
             completion_time: Some(now.clone()),
+            ..Default::default()
         })
         .collect();
     let status = WorkflowStatus {
