@@ -253,12 +253,16 @@ fn shared_run_test_args() -> Vec<&'static str> {
     args
 }
 
+/// The cluster binary's modules whose tests run real pods on the real nodes.
+const REAL_POD_MODULES: &[&str] = &["real_pods::", "real_lifecycle::"];
+
 /// `, N real-pod tests ran (P passed, F failed)` from cargo test's output: the results of the
-/// cluster binary's `real_pods::` tests (`test real_pods::name ... ok`).
+/// cluster binary's [`REAL_POD_MODULES`] tests (`test real_pods::name ... ok`).
 fn real_pod_summary(output: &str) -> String {
     let results: Vec<&str> = output
         .lines()
-        .filter_map(|l| l.strip_prefix("test real_pods::"))
+        .filter_map(|l| l.strip_prefix("test "))
+        .filter(|l| REAL_POD_MODULES.iter().any(|m| l.starts_with(m)))
         .filter_map(|l| l.rsplit_once(" ... ").map(|(_, result)| result.trim()))
         .collect();
     let passed = results.iter().filter(|r| **r == "ok").count();
@@ -319,10 +323,13 @@ mod tests {
             test real_pods::c ... ok\n\
             test real_pods::d ... ignored, needs a cluster: cargo xtask test\n\
             test real_pods::e ... ok\n\
-            test result: FAILED. 4 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out\n";
+            test real_lifecycle::f ... ok\n\
+            test real_lifecycle::g ... FAILED\n\
+            test lifecycle::h ... ok\n\
+            test result: FAILED. 6 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out\n";
         assert_eq!(
             real_pod_summary(output),
-            ", 4 real-pod tests ran (3 passed, 1 failed)"
+            ", 6 real-pod tests ran (4 passed, 2 failed)"
         );
         assert_eq!(
             real_pod_summary("test splits::x ... ok\ntest result: ok. 5 passed;"),
