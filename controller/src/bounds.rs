@@ -18,6 +18,8 @@ pub const MAX_OBJECT_BYTES: usize = 1_500_000;
 /// The object's keys around metadata, spec and status, and the managedFields entries status
 /// writes add (field names, not values).
 const ENVELOPE_BYTES: usize = 8 * 1024;
+/// `,"outputs":` or `,"outputsOmitted":true`, which a record gains when its split succeeds.
+const OUTPUTS_FIELD_BYTES: usize = 24;
 /// Length of a Kubernetes UID (a UUID), for the Jobs not yet created.
 const UID_LEN: usize = 36;
 
@@ -58,14 +60,30 @@ pub fn check(room: usize, status: &WorkflowStatus, why: &str) -> Result<(), Stri
 }
 
 /// Whether the run can finish from `status`: its status at the end of a successful run (every
-/// split Succeeded with both times, every Job in successfulJobs) fits in `room`.
+/// split Succeeded with both times, every Job in successfulJobs, the records' copies of their
+/// outputs at their cap) fits in `room`.
 pub fn check_to_the_end(
     room: usize,
     status: &WorkflowStatus,
     namespace: &str,
     why: &str,
 ) -> Result<(), String> {
-    check(room, &finished_shape(status, namespace), why)
+    let kept: usize = status.splits.iter().map(|r| json_len(&r.outputs)).sum();
+    let pending = status.splits.iter();
+    let pending = pending
+        .filter(|r| r.phase != Some(SplitPhase::Succeeded))
+        .count();
+    let to_come = match pending {
+        0 => 0,
+        _ => {
+            transition::MAX_KEPT_OUTPUTS_BYTES.saturating_sub(kept) + pending * OUTPUTS_FIELD_BYTES
+        }
+    };
+    check(
+        room.saturating_sub(to_come),
+        &finished_shape(status, namespace),
+        why,
+    )
 }
 
 /// Why a run could not start or go on within the object limit.

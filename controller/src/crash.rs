@@ -5,7 +5,7 @@
 
 /// Test-only: `ROIERGASIAS_TEST_CRASH_AFTER=configmap:2,advance:1` makes the process exit (86)
 /// at those points (after creating ConfigMap 2; after seeing Job 1 Complete, before acting on
-/// it), so the cluster tests can kill the controller exactly between two writes. Without the
+/// it; `retry:2`: after accepting a retry from split 2, before creating anything), so the cluster tests can kill the controller exactly between two writes. Without the
 /// `crash-points` feature this is empty and [`CrashPoints::at`] does nothing.
 #[derive(Clone, Debug, Default)]
 pub struct CrashPoints(#[cfg(feature = "crash-points")] Vec<(String, u32)>);

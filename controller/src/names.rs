@@ -36,6 +36,21 @@ pub fn split_names(workflow: &str, name: &str, index: u32, node: Option<&str>) -
     }
 }
 
+/// Names of attempt `attempt` of a split whose first attempt is named `first`: the first
+/// keeps them, a retry's end in `-retry<attempt>` (fitted, so a long name stays valid).
+pub fn attempt_names(first: SplitNames, attempt: u32) -> SplitNames {
+    if attempt <= 1 {
+        return first;
+    }
+    SplitNames {
+        config_map: fit(
+            &format!("{}-retry{attempt}", first.config_map),
+            MAX_CONFIG_MAP_NAME,
+        ),
+        job: fit(&format!("{}-retry{attempt}", first.job), MAX_JOB_NAME),
+    }
+}
+
 /// `wanted` if it is a valid DNS-1123 subdomain of at most `max` characters; otherwise a valid
 /// one built from it: invalid characters replaced by '-', cut to fit, and ended by a hash of
 /// `wanted` so two different wanted names never share a result.
@@ -101,6 +116,20 @@ fn is_valid(name: &str, max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_has_names_of_its_own_that_stay_valid() {
+        let first = split_names("demo", "hello-world", 2, Some("node2"));
+        assert_eq!(attempt_names(first.clone(), 1), first);
+        let second = attempt_names(first.clone(), 2);
+        assert_eq!(second.job, "demo-2-node2-retry2");
+        assert_eq!(second.config_map, "demo-hello-world-2-node2-retry2");
+        let long = split_names(&"w".repeat(63), "hello-world", 1, None);
+        let retried = attempt_names(long.clone(), 3);
+        assert!(is_valid(&retried.job, MAX_JOB_NAME), "{}", retried.job);
+        assert_ne!(retried.job, long.job);
+        assert_ne!(retried.job, attempt_names(long, 4).job);
+    }
 
     #[test]
     fn names_without_nodes_are_the_originals() {

@@ -240,8 +240,10 @@ impl<'a, C: Cluster> Run<'a, C> {
     /// (after seeing Job n Complete, before acting on it), and the hand-off timer.
     fn before(&self, effects: &Effects) {
         log(effects);
-        if let Step::Advance(n) = effects.step {
-            self.ctx.crash.at("advance", n);
+        match effects.step {
+            Step::Advance(n) => self.ctx.crash.at("advance", n),
+            Step::Rerun(n) => self.ctx.crash.at("retry", n),
+            _ => {}
         }
         let uid = self.workflow.uid().unwrap_or_default();
         let timer = |split: u32| HandoffKey {
@@ -322,6 +324,9 @@ fn log(effects: &Effects) {
         Step::Rederive => warn!(%message, "status was inconsistent; re-derived it"),
         Step::Suspend(split) => info!(split, "suspended before this split"),
         Step::Resume(split) => info!(split, "resumed"),
+        Step::Rerun(split) => info!(split, %message, "retrying the failed workflow"),
+        Step::RetryRefused => warn!("retry request refused"),
+        Step::AutoRetry(split) => warn!(split, %message, "split failed; retrying it"),
         Step::Wait(_) | Step::Retry | Step::Idle => {}
     }
 }

@@ -9,13 +9,20 @@ use roiergasias_crd::{
 };
 use roiergasias_engine::EnvVar;
 
+use crate::bounds::json_len;
 use crate::names::SplitNames;
 use crate::workflow::FailReason;
+
+mod retry;
+pub use retry::{Rerun, automatic, outputs_recorded, refused, replanned, rerun};
 
 /// Carried outputs are written into every later ConfigMap and kept in status: bounded so both stay
 /// below their limits (1 MiB and 1.5 MiB). Counted as JSON, as status stores them: escaping can
 /// make a value up to six times its length (`\u0001`).
 pub const MAX_CARRIED_BYTES: usize = 256 * 1024;
+/// The records' copies of their outputs, together, as JSON: room for them is kept from the start
+/// (see `bounds::check_to_the_end`); past it a split's outputs are carried but not kept twice.
+pub const MAX_KEPT_OUTPUTS_BYTES: usize = 64 * 1024;
 /// Longer messages are cut: they are for people, and status must stay small.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
@@ -78,6 +85,7 @@ pub fn job_created(
     if let Some(record) = record_mut(&mut status, n) {
         record.phase = Some(SplitPhase::Running);
         record.start_time.get_or_insert_with(|| now.clone());
+        record.retry_after = None;
     }
     status.active_jobs = vec![job];
     status.message = Some(running_message(&status, n));
@@ -168,8 +176,9 @@ pub fn advanced(
     now: &Time,
 ) -> Result<WorkflowStatus, String> {
     let mut status = old.clone();
+    let kept: usize = old.splits.iter().map(|r| json_len(&r.outputs)).sum();
     merge_outputs(&mut status.environment, outputs);
-    let size = crate::bounds::json_len(&status.environment);
+    let size = json_len(&status.environment);
     if size > MAX_CARRIED_BYTES {
         return Err(format!(
             "split {n}: the outputs carried to later splits take {size} bytes as JSON, more \
@@ -179,6 +188,7 @@ pub fn advanced(
     if let Some(record) = record_mut(&mut status, n) {
         record.phase = Some(SplitPhase::Succeeded);
         record.completion_time = Some(now.clone());
+        keep_outputs(record, outputs, kept);
     }
     status.successful_jobs.append(&mut status.active_jobs);
     let total = total(&status);
@@ -211,6 +221,23 @@ pub fn advanced(
         status.message = Some(format!("split {n} succeeded; starting split {}", n + 1));
     }
     Ok(status)
+}
+
+/// Keeps split `record`'s `outputs` in it too (for a retry from an earlier split), unless with
+/// the `kept` bytes of the other records' they would pass [`MAX_KEPT_OUTPUTS_BYTES`].
+fn keep_outputs(record: &mut SplitRecord, outputs: &[EnvVar], kept: usize) {
+    let outputs: Vec<CarriedVar> = outputs
+        .iter()
+        .map(|v| CarriedVar {
+            name: v.name.clone(),
+            value: v.value.clone(),
+        })
+        .collect();
+    if kept + json_len(&outputs) > MAX_KEPT_OUTPUTS_BYTES {
+        record.outputs_omitted = Some(true);
+        return;
+    }
+    record.outputs = outputs;
 }
 
 /// A corrupt status (see `state::corruption`, for the reason `why`) → a consistent one from the

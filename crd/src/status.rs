@@ -226,6 +226,10 @@ pub struct SplitRecord {
     /// The outputs this split's pod reported, so a retry from an earlier split can drop them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<CarriedVar>,
+    /// True when `outputs` were too large to keep here too (they are still carried); a retry
+    /// cannot then start before the next split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_omitted: Option<bool>,
     /// Earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,

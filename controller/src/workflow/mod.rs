@@ -14,6 +14,7 @@ mod failure;
 mod lifecycle;
 mod machine;
 mod observed;
+mod retry;
 mod step;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -90,7 +91,14 @@ pub(crate) enum Step {
     Suspend(u32),
     /// spec.suspend is false again: split n starts.
     Resume(u32),
+    /// An API error is retried.
     Retry,
+    /// A retry request runs the Failed workflow again from split n.
+    Rerun(u32),
+    /// A retry request was refused.
+    RetryRefused,
+    /// Job n failed and split n runs again by itself (spec.retryStrategy).
+    AutoRetry(u32),
     /// Nothing to do (Done, or the Workflow is being deleted).
     Idle,
 }
@@ -154,7 +162,11 @@ pub(crate) fn decide(input: &Input) -> Decision {
         .plan
         .as_ref()
         .and_then(|(_, p)| p.as_ref().ok());
-    let decision = match Machine::read(input.status, planned.map(|p| p.nodes.len())) {
+    let machine = Machine::read(input.status, planned.map(|p| p.nodes.len()));
+    if let Some(decision) = retry::decide(input, &machine) {
+        return lifecycle::wake_by_deadline(input, decision);
+    }
+    let decision = match machine {
         Err(corrupt) => step::rederive(input, &corrupt),
         Ok(Machine::Done) => lifecycle::done(input),
         Ok(Machine::Pending) => step::pending(input),

@@ -66,6 +66,9 @@ pub(super) fn split(input: &Input, n: u32) -> Decision {
     if let Some(decision) = super::lifecycle::suspend(input, n) {
         return decision;
     }
+    if let Some(decision) = super::retry::backing_off(input, n) {
+        return decision;
+    }
     let Some(plan) = input.observed.plan_for(Some(n)) else {
         return Decision::Need(Need::Plan { build: Some(n) });
     };
@@ -197,10 +200,8 @@ pub(super) fn waiting(input: &Input, n: u32) -> Decision {
                 Some(FinishedPod::Found(message)) => Some(message.as_deref().unwrap_or("")),
                 _ => None,
             };
-            fail(
-                input,
-                failure::job_failed(n, &names.job, reason, message, pod),
-            )
+            let failure = failure::job_failed(n, &names.job, reason, message, pod);
+            super::retry::automatic(input, n, &failure).unwrap_or_else(|| fail(input, failure))
         }
         JobOutcome::Complete => complete(input, n, &names, job.pod.as_ref()),
     }

@@ -8,6 +8,8 @@ use super::*;
 use crate::plan::plan;
 use crate::policy::JobTemplates;
 
+mod retry;
+
 const THREE: &str = "version: 0.1\ntask:\n  - node: node1\n    sequential:\n      - print: [a]\n  - node: node2\n    sequential:\n      - print: [\"{{env:A}}\"]\n  - node: node3\n    sequential:\n      - print: [c]\n";
 
 fn at(second: i64) -> Time {
