@@ -568,3 +568,82 @@ fn requeued(requeue: &Requeue) -> Option<Duration> {
     };
     Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
 }
+
+#[tokio::test]
+async fn a_retry_survives_a_restart_after_every_write_and_makes_one_new_job() {
+    // ConfigMap, Job and status of split 2's retry, then of split 3, then Succeeded.
+    for crash_after in 1..=7 {
+        retry_to_the_end(Some(crash_after)).await;
+    }
+    retry_to_the_end(None).await;
+}
+
+/// Runs the workflow until Job 2 has failed it, asks for a retry, and runs it to its end with the
+/// operator crashing after the retry's write `crash_after` and restarting.
+async fn retry_to_the_end(crash_after: Option<usize>) {
+    let fake = FakeCluster::with(new_workflow());
+    let mut ctx = operator(&fake);
+    let at = format!("crash after retry write {crash_after:?}");
+    run_jobs(&fake, &mut ctx, Phase::Failed, &at).await;
+    // Counted from here: the retry's writes.
+    fake.state().crash_after = crash_after;
+    edit(&fake, |wf| {
+        wf.spec.retry = Some(roiergasias_crd::RetryRequest {
+            request: 1,
+            from_split: None,
+        })
+    });
+    let restarts = run_jobs(&fake, &mut ctx, Phase::Succeeded, &at).await;
+    assert_eq!(restarts, usize::from(crash_after.is_some()), "{at}");
+    let (_, jobs) = fake.objects();
+    assert_eq!(
+        jobs,
+        [
+            "wf-1-node1",
+            "wf-2-node2",
+            "wf-2-node2-retry2",
+            "wf-3-node3"
+        ],
+        "{at}"
+    );
+    let status = fake.status();
+    let last = status.last_retry.expect("acted on");
+    assert_eq!((last.request, last.accepted), (1, true), "{at}");
+    assert_eq!(status.splits[1].attempt, Some(2), "{at}");
+    let cm3 = fake.state().config_maps["wf-w-3-node3"].clone();
+    assert!(cm3.data.unwrap()["w.yaml"].contains("A: \"1\""), "{at}");
+}
+
+/// Reconciles, restarting after a crash, and ends each Job as it appears (Job 2's first attempt
+/// fails, Job 1 outputs A=1), until the workflow is in `phase`; returns the restarts.
+async fn run_jobs(
+    fake: &FakeCluster,
+    ctx: &mut Arc<Context<FakeCluster>>,
+    phase_wanted: Phase,
+    at: &str,
+) -> usize {
+    let mut restarts = 0;
+    for _ in 0..30 {
+        let _ = reconcile_once(fake, ctx).await;
+        if fake.state().crashed {
+            fake.state().crashed = false;
+            *ctx = operator(fake);
+            restarts += 1;
+            continue;
+        }
+        let unfinished: Vec<String> = {
+            let state = fake.state();
+            let jobs = state.jobs.iter();
+            let open = jobs.filter(|(_, j)| j.status.is_none());
+            open.map(|(n, _)| n.clone()).collect()
+        };
+        for job in unfinished {
+            let outputs = (job == JOBS[0]).then_some("{\"A\":\"1\"}");
+            fake.finish_job(&job, job != JOBS[1], outputs);
+        }
+        if phase(fake) == Some(phase_wanted) {
+            return restarts;
+        }
+    }
+    panic!("{at}: never {phase_wanted:?}: {:?}", fake.status().message);
+}
