@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod http;
 pub mod operator;
+pub mod real;
 pub mod wait;
 pub mod workflow;
 

@@ -44,6 +44,11 @@ impl Operator {
         Self::spawn(bin, namespace, RUNNER_IMAGE, args, &[])
     }
 
+    /// [`Operator::start_real`] with variables, e.g. the test-only crash point.
+    pub fn start_real_with(bin: &str, namespace: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(bin, namespace, RUNNER_IMAGE, &[], env)
+    }
+
     fn spawn(
         bin: &str,
         namespace: &str,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use roiergasias_crd::{Phase, Workflow, WorkflowStatus};
 use roiergasias_engine::{EnvVar, parse, split};
@@ -246,4 +246,31 @@ pub async fn wait_events(
         if all { Ok(events) } else { Err(events) }
     })
     .await
+}
+
+/// Changes the Workflow's spec as `kubectl patch --type=merge -p '{"spec": ...}'` would.
+pub async fn patch_spec(api: &Api<Workflow>, name: &str, spec: Value) {
+    let patch = json!({ "spec": spec });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name}'s spec with {patch}: {e}"));
+}
+
+/// How often an Event with `reason` regarding Workflow `name` occurred: an Event object counts
+/// as its series' count, so a repeat the recorder folded into one object is still counted.
+pub async fn event_count(client: &Client, ns: &str, name: &str, reason: &str) -> i32 {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("listing Events")
+        .items
+        .iter()
+        .filter(|e| {
+            let regarding = e.regarding.as_ref();
+            regarding.and_then(|r| r.name.as_deref()) == Some(name)
+                && regarding.and_then(|r| r.kind.as_deref()) == Some("Workflow")
+                && e.reason.as_deref() == Some(reason)
+        })
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum()
 }

@@ -12,6 +12,7 @@ mod hostile;
 mod leader_election;
 mod lifecycle;
 mod policy;
+mod real_lifecycle;
 mod real_pods;
 mod restart;
 mod scale;
