@@ -9,18 +9,24 @@ use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
 use kube::api::{ListParams, PostParams};
-use roiergasias_crd::Workflow;
-use roiergasias_testkit::workflow::{THREE, setup};
+use kube::{Api, ResourceExt};
+use roiergasias_crd::{Phase, Workflow};
+use roiergasias_testkit::workflow::{
+    THREE, owned_names, pod_annotations, setup, wait_phase, wait_status, workflow,
+};
 use roiergasias_testkit::{Operator, TestNamespace, wait_deleted};
 
 const CLI: &str = env!("CARGO_BIN_EXE_roiergasias");
 /// A hang guard for one command; a three-split run on kwok takes seconds.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// A hang guard for a phase the operator reaches in seconds on kwok.
+const WAIT: Duration = Duration::from_secs(60);
 
-/// The operator binary: `ROIERGASIAS_OPERATOR_BIN`, else built once with cargo.
+/// The operator binary: `ROIERGASIAS_OPERATOR_BIN`, else built once with cargo, with the
+/// test-only crash points (`ROIERGASIAS_TEST_CRASH_AFTER`, see controller/src/crash.rs).
 fn operator_bin() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -35,7 +41,12 @@ fn operator_bin() -> &'static str {
                 "-p",
                 "roiergasias-controller",
             ])
-            .args(["--bin", "roiergasias-operator"])
+            .args([
+                "--bin",
+                "roiergasias-operator",
+                "--features",
+                "crash-points",
+            ])
             .stderr(Stdio::inherit())
             .output()
             .expect("running cargo build");
@@ -107,6 +118,33 @@ fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
     workflow_file(dir, "kubeconfig", &config)
 }
 
+/// Takes ConfigMap `name` as someone else's: the split the operator would give that name fails
+/// (the operator never adopts an object it does not own), and a retry of it, whose ConfigMap is
+/// named `<name>-retry<k>`, does not. How a split fails once and passes later on kwok, where
+/// every pod of a Job template ends alike.
+async fn take_config_map(ns: &TestNamespace, name: &str) {
+    let taken: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name}, "data": {"x": "y"}
+    }))
+    .unwrap();
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &taken)
+        .await
+        .unwrap();
+}
+
+/// The rows of the table under `get`'s section `title` (e.g. "Splits:"), each cell split on
+/// spaces.
+fn rows_in(stdout: &str, title: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .skip_while(|l| *l != title)
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
 const INVALID: &str = "version: 0.1\ntask:\n  - sequential:\n      - prnt:\n          - hi\n";
 
 #[tokio::test]
@@ -118,6 +156,9 @@ async fn no_cluster_is_one_line_naming_the_server_and_exit_1() {
         &["get", "x"],
         &["delete", "x"],
         &["logs", "x"],
+        &["retry", "x"],
+        &["suspend", "x"],
+        &["resume", "x"],
     ] {
         let out = cli_with(args, Some(&config)).await;
         let (_, stderr) = expect_code(&out, 1, "no cluster");
@@ -161,6 +202,12 @@ async fn argument_errors_exit_2() {
     let out = cli(&["get", "x", "-o", "toml"]).await;
     let (_, stderr) = expect_code(&out, 2, "an unknown output format");
     assert!(stderr.contains("wide, json, yaml"), "{stderr}");
+    let out = cli(&["retry", "x", "--from-split", "0"]).await;
+    let (_, stderr) = expect_code(&out, 2, "--from-split 0");
+    assert!(stderr.contains("'--from-split <N>'"), "{stderr}");
+    let out = cli(&["retry", "x", "--timeout", "0"]).await;
+    expect_code(&out, 2, "--timeout 0");
+    expect_code(&cli(&["suspend"]).await, 2, "suspend without a name");
 }
 
 #[tokio::test]
@@ -230,7 +277,11 @@ async fn submit_watch_list_get_delete_a_three_split_workflow() {
         .zip([("1", "node1"), ("2", "node2"), ("3", "node2")])
     {
         let job = format!("three-{i}-{node}");
-        assert_eq!(row[..4], [i, node, job.as_str(), "Succeeded"], "{stdout}");
+        assert_eq!(
+            row[..5],
+            [i, "1", node, job.as_str(), "Succeeded"],
+            "{stdout}"
+        );
     }
     assert!(stdout.contains("\nCarried environment:\n"), "{stdout}");
     let (stdout, _) = expect_code(
@@ -263,15 +314,7 @@ async fn submit_watch_list_get_delete_a_three_split_workflow() {
 #[ignore = "needs a cluster: cargo xtask test"]
 async fn submit_watch_of_a_failing_workflow_exits_1() {
     let (_client, ns) = setup("cli-fail").await;
-    // Split 2's ConfigMap name, taken by someone else: the operator fails the workflow there.
-    let taken: ConfigMap = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "doomed-hello-world-2-node2"}, "data": {"x": "y"}
-    }))
-    .unwrap();
-    ns.api::<ConfigMap>()
-        .create(&PostParams::default(), &taken)
-        .await
-        .unwrap();
+    take_config_map(&ns, "doomed-hello-world-2-node2").await;
     let _operator = Operator::start(operator_bin(), &ns.name);
     let dir = tempfile::tempdir().unwrap();
     let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
@@ -374,4 +417,336 @@ async fn logs_show_every_split_in_order() {
     );
     assert!(only.lines().any(|l| l == "two 1"), "{only}");
     assert!(!only.contains("three"), "{only}");
+}
+
+/// Suspend before the first split and between splits, resume, then both refused once it ended.
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn suspend_and_resume_hold_a_workflow_before_its_next_split() {
+    let (client, ns) = setup("cli-suspend").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
+    let n = ns.name.as_str();
+    let held = |verb: &'static str| [verb, "held", "-n", n];
+    let out = cli(&[
+        "submit",
+        "-f",
+        file.to_str().unwrap(),
+        "--name",
+        "held",
+        "-n",
+        n,
+    ])
+    .await;
+    expect_code(&out, 0, "submit");
+    // No operator yet: the suspension is in place before anything runs.
+    let (stdout, _) = expect_code(&cli(&held("suspend")).await, 0, "suspend");
+    assert_eq!(stdout, "workflow held suspended: no further split starts\n");
+    let (stdout, _) = expect_code(&cli(&held("suspend")).await, 0, "suspend again");
+    assert_eq!(stdout, "workflow held is already suspended\n");
+    // This operator stops as soon as it sees Job 1 Complete: split 2 is held after that,
+    // deterministically, while kwok's pods finish at once.
+    let mut operator = Operator::start_with(
+        operator_bin(),
+        n,
+        &[("ROIERGASIAS_TEST_CRASH_AFTER", "advance:1")],
+    );
+    let api = ns.api::<Workflow>();
+    wait_phase(&api, "held", Phase::Suspended, WAIT).await;
+    assert_eq!(
+        owned_names(&client, n, "held").await.1,
+        Vec::<String>::new()
+    );
+    let (stdout, _) = expect_code(&cli(&held("get")).await, 0, "get");
+    assert!(stdout.contains("Phase:       Suspended\n"), "{stdout}");
+
+    let (stdout, _) = expect_code(&cli(&held("resume")).await, 0, "resume");
+    assert_eq!(stdout, "workflow held resumed: split 1/3 starts next\n");
+    assert_eq!(operator.exited(WAIT).await, Some(86), "{}", operator.log());
+    drop(operator);
+    let (stdout, _) = expect_code(&cli(&held("suspend")).await, 0, "suspend at split 2");
+    assert!(stdout.starts_with("workflow held suspended: "), "{stdout}");
+    let _operator = Operator::start(operator_bin(), n);
+    wait_status(&api, "held", "held at split 2", |s| {
+        s.phase == Some(Phase::Suspended) && s.current_split == Some(2)
+    })
+    .await;
+    assert_eq!(owned_names(&client, n, "held").await.1, ["held-1-node1"]);
+
+    let (stdout, _) = expect_code(&cli(&held("resume")).await, 0, "resume at split 2");
+    assert_eq!(stdout, "workflow held resumed: split 2/3 starts next\n");
+    let (stdout, _) = expect_code(&cli(&held("resume")).await, 0, "resume again");
+    assert_eq!(
+        stdout,
+        "workflow held is not suspended: nothing to resume\n"
+    );
+    expect_code(&cli(&held("watch")).await, 0, "watch to the end");
+    let (_, jobs) = owned_names(&client, n, "held").await;
+    assert_eq!(jobs, ["held-1-node1", "held-2-node2", "held-3-node2"]);
+    for verb in ["suspend", "resume"] {
+        let (_, stderr) = expect_code(&cli(&held(verb)).await, 1, "after the end");
+        assert!(
+            stderr.contains(&format!(
+                "workflow held has ended (Succeeded): nothing to {verb}"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn unknown_names_are_one_line_errors() {
+    let (_client, ns) = setup("cli-unknown").await;
+    for verb in ["retry", "suspend", "resume"] {
+        let out = cli(&[verb, "nope", "-n", &ns.name]).await;
+        let (stdout, stderr) = expect_code(&out, 1, verb);
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("workflow nope: "), "{stderr}");
+        assert!(stderr.contains("\"nope\" not found"), "{stderr}");
+    }
+}
+
+/// Without an operator nothing answers: the wait is bounded and says so, and each request,
+/// even two at once, gets a number of its own.
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn a_retry_nobody_answers_times_out_and_requests_never_share_a_number() {
+    let (_client, ns) = setup("cli-noanswer").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
+    let n = ns.name.as_str();
+    let out = cli(&[
+        "submit",
+        "-f",
+        file.to_str().unwrap(),
+        "--name",
+        "alone",
+        "-n",
+        n,
+    ])
+    .await;
+    expect_code(&out, 0, "submit");
+    let retry = ["retry", "alone", "--timeout", "2", "-n", n];
+    let (stdout, stderr) = expect_code(&cli(&retry).await, 1, "retry without an operator");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "asked for retry 1 of workflow alone; the operator has not acted on it within 2 s: \
+             is it running, and watching namespace {n}?"
+        )),
+        "{stderr}"
+    );
+    let (first, second) = tokio::join!(cli(&retry), cli(&retry));
+    let mut asked: Vec<String> = [first, second]
+        .iter()
+        .map(|out| {
+            let (_, stderr) = expect_code(out, 1, "a concurrent retry");
+            let at = stderr.find("asked for retry ").expect("names its request");
+            stderr[at..].split(' ').nth(3).unwrap().to_owned()
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["2", "3"]);
+    let wf = ns.api::<Workflow>().get("alone").await.unwrap();
+    assert_eq!(wf.spec.retry.map(|r| r.request), Some(3));
+}
+
+/// Split 2 fails once (its ConfigMap name is taken); the retry runs it again as attempt 2 under
+/// new names, split 1's Job is not re-created, and the run succeeds.
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn retry_runs_the_failed_split_again_and_not_the_earlier_ones() {
+    let (client, ns) = setup("cli-retry").await;
+    take_config_map(&ns, "again-hello-world-2-node2").await;
+    let _operator = Operator::start(operator_bin(), &ns.name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
+    let n = ns.name.as_str();
+    let out = cli(&[
+        "submit",
+        "-f",
+        file.to_str().unwrap(),
+        "--name",
+        "again",
+        "-w",
+        "-n",
+        n,
+    ])
+    .await;
+    expect_code(&out, 1, "the first run fails at split 2");
+    let jobs: Api<Job> = ns.api();
+    let first = jobs.get("again-1-node1").await.unwrap().uid();
+
+    let out = cli(&["retry", "again", "--watch", "-n", n]).await;
+    let (stdout, _) = expect_code(&out, 0, "retry --watch");
+    assert!(stdout.starts_with("retry accepted: "), "{stdout}");
+    assert!(
+        stdout.contains("split 2/3   node node2   job again-2-node2-retry2   Succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("workflow again Succeeded: 3/3 splits"),
+        "{stdout}"
+    );
+    let (_, names) = owned_names(&client, n, "again").await;
+    assert_eq!(
+        names,
+        ["again-1-node1", "again-2-node2-retry2", "again-3-node2"]
+    );
+    assert_eq!(
+        jobs.get("again-1-node1").await.unwrap().uid(),
+        first,
+        "split 1's Job was re-created"
+    );
+
+    let (stdout, _) = expect_code(&cli(&["get", "again", "-n", n]).await, 0, "get");
+    let splits = rows_in(&stdout, "Splits:");
+    let current: Vec<[&str; 3]> = splits
+        .iter()
+        .map(|r| [r[1].as_str(), r[3].as_str(), r[4].as_str()])
+        .collect();
+    assert_eq!(
+        current,
+        [
+            ["1", "again-1-node1", "Succeeded"],
+            ["2", "again-2-node2-retry2", "Succeeded"],
+            ["1", "again-3-node2", "Succeeded"]
+        ],
+        "{stdout}"
+    );
+    let earlier = rows_in(&stdout, "Earlier attempts:");
+    assert_eq!(earlier.len(), 1, "{stdout}");
+    assert_eq!(
+        earlier[0][..4],
+        ["2", "1", "again-2-node2", "Failed"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Last retry:  request 1, accepted"),
+        "{stdout}"
+    );
+
+    let (stdout, stderr) = expect_code(&cli(&["retry", "again", "-n", n]).await, 1, "again");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("error: retry refused: "), "{stderr}");
+    assert_eq!(
+        owned_names(&client, n, "again").await.1,
+        names,
+        "nothing ran"
+    );
+}
+
+/// A Job that fails every time: each retry is one more Job for the same split, and `--watch`
+/// exits 1 when the retried run fails again.
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn a_retry_that_fails_again_exits_1_and_each_attempt_is_kept() {
+    let (client, ns) = setup("cli-refail").await;
+    let failing = pod_annotations(serde_json::json!({
+        "kwok.roiergasias.io/fail": "3",
+        "kwok.roiergasias.io/fail-message": "step 1: `make` exited with status 3"
+    }));
+    let api = ns.api::<Workflow>();
+    api.create(
+        &PostParams::default(),
+        &workflow("stubborn", THREE, Some(failing)),
+    )
+    .await
+    .unwrap();
+    let _operator = Operator::start(operator_bin(), &ns.name);
+    let n = ns.name.as_str();
+    wait_phase(&api, "stubborn", Phase::Failed, WAIT).await;
+    for k in [2, 3] {
+        let out = cli(&["retry", "stubborn", "-w", "-n", n]).await;
+        let (stdout, stderr) = expect_code(&out, 1, "a retry that fails again");
+        assert!(stdout.starts_with("retry accepted: "), "{stdout}");
+        let job = format!("stubborn-1-node1-retry{k}");
+        assert!(stdout.contains(&format!("job {job}   Failed")), "{stdout}");
+        assert!(
+            stderr.contains("workflow stubborn Failed after 0/3 splits"),
+            "{stderr}"
+        );
+    }
+    let (_, jobs) = owned_names(&client, n, "stubborn").await;
+    assert_eq!(
+        jobs,
+        [
+            "stubborn-1-node1",
+            "stubborn-1-node1-retry2",
+            "stubborn-1-node1-retry3"
+        ]
+    );
+    let (stdout, _) = expect_code(&cli(&["get", "stubborn", "-n", n]).await, 0, "get");
+    let earlier = rows_in(&stdout, "Earlier attempts:");
+    let earlier: Vec<[&str; 4]> = earlier
+        .iter()
+        .map(|r| [r[0].as_str(), r[1].as_str(), r[2].as_str(), r[3].as_str()])
+        .collect();
+    assert_eq!(
+        earlier,
+        [
+            ["1", "1", "stubborn-1-node1", "Failed"],
+            ["1", "2", "stubborn-1-node1-retry2", "Failed"]
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("exited with status 3"), "{stdout}");
+}
+
+/// `--from-split` past the failed split is refused by the operator; from an earlier one, that
+/// split and every later one run again, and the splits before it do not.
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn retry_from_an_earlier_split_runs_it_and_the_later_ones_again() {
+    let (client, ns) = setup("cli-from").await;
+    take_config_map(&ns, "early-hello-world-3-node2").await;
+    let _operator = Operator::start(operator_bin(), &ns.name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
+    let n = ns.name.as_str();
+    let out = cli(&[
+        "submit",
+        "-f",
+        file.to_str().unwrap(),
+        "--name",
+        "early",
+        "-w",
+        "-n",
+        n,
+    ])
+    .await;
+    expect_code(&out, 1, "the first run fails at split 3");
+    let jobs: Api<Job> = ns.api();
+    let first = jobs.get("early-1-node1").await.unwrap().uid();
+
+    let out = cli(&["retry", "early", "--from-split", "4", "-n", n]).await;
+    let (_, stderr) = expect_code(&out, 1, "--from-split past the failed split");
+    assert!(stderr.contains("error: retry refused: "), "{stderr}");
+
+    let out = cli(&["retry", "early", "--from-split", "2", "-w", "-n", n]).await;
+    let (stdout, _) = expect_code(&out, 0, "--from-split 2");
+    assert!(stdout.starts_with("retry accepted: "), "{stdout}");
+    assert!(
+        stdout.contains("workflow early Succeeded: 3/3 splits"),
+        "{stdout}"
+    );
+    let (_, names) = owned_names(&client, n, "early").await;
+    assert_eq!(
+        names,
+        [
+            "early-1-node1",
+            "early-2-node2",
+            "early-2-node2-retry2",
+            "early-3-node2-retry2"
+        ]
+    );
+    assert_eq!(jobs.get("early-1-node1").await.unwrap().uid(), first);
+    let wf = ns.api::<Workflow>().get("early").await.unwrap();
+    let last = wf.status.unwrap().last_retry.unwrap();
+    assert_eq!(
+        (last.request, last.accepted, last.from_split),
+        (2, true, Some(2))
+    );
 }

@@ -4,12 +4,15 @@
 mod connect;
 mod logs;
 mod quiet;
+mod retry;
 mod submit;
+mod suspend;
 mod table;
 mod watch;
 mod wrap;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -57,7 +60,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Show a Workflow's splits and the outputs carried between them.
+    /// Show a Workflow's splits, their attempts and outputs, and the environment carried.
     Get {
         name: String,
         /// Output format (default: tables).
@@ -84,6 +87,36 @@ pub(crate) enum Command {
         /// Leave out the `[split n · node]` prefix.
         #[arg(long)]
         no_prefix: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Ask the operator to run a Failed Workflow again from its failed split (or --from-split),
+    /// and print its answer: exit 0 when accepted, 1 when refused.
+    Retry {
+        name: String,
+        /// Run again from split N (from 1; at most the failed split); later splits' outputs are
+        /// dropped.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        from_split: Option<u32>,
+        /// Then show progress until the run ends; exit 0 on Succeeded, 1 on Failed.
+        #[arg(short, long)]
+        watch: bool,
+        /// Seconds the operator has to answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Hold a Workflow before its next split: a running Job finishes, no further split starts.
+    Suspend {
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Let a suspended Workflow start its next split.
+    Resume {
+        name: String,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -173,6 +206,29 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 prefix: !no_prefix,
             };
             logs::run(&target, &name, options).await
+        }
+        Command::Retry {
+            name,
+            from_split,
+            watch,
+            timeout,
+            target,
+        } => {
+            let target = Target::connect(&target).await?;
+            let options = retry::Options {
+                from_split,
+                watch,
+                timeout: Duration::from_secs(timeout),
+            };
+            retry::run(&target, &name, options).await
+        }
+        Command::Suspend { name, target } => {
+            let target = Target::connect(&target).await?;
+            suspend::run(&target, &name, true).await
+        }
+        Command::Resume { name, target } => {
+            let target = Target::connect(&target).await?;
+            suspend::run(&target, &name, false).await
         }
         Command::Delete { name, target } => {
             let target = Target::connect(&target).await?;

@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use roiergasias_crd::{SplitRecord, Workflow};
+use roiergasias_crd::{LastRetry, SplitPhase, SplitRecord, Workflow};
 
 use super::Output;
 use super::connect::Target;
@@ -93,8 +93,8 @@ fn phase_text(status: &roiergasias_crd::WorkflowStatus) -> String {
         .map_or_else(|| "Pending".into(), |p| format!("{p:?}"))
 }
 
-/// The workflow's summary, its splits (with `wide`, their ConfigMaps and end times) and the
-/// environment carried between splits.
+/// The workflow's summary and last retry, its splits (with `wide`, their ConfigMaps and end
+/// times), the attempts retries replaced, each split's outputs, and the environment carried.
 pub(crate) fn describe(wf: &Workflow, wide: bool, now: Timestamp) -> String {
     let status = wf.status_or_default();
     let mut out = format!(
@@ -105,10 +105,13 @@ pub(crate) fn describe(wf: &Workflow, wide: bool, now: Timestamp) -> String {
         status.progress.as_deref().unwrap_or("-"),
     );
     if let Some(message) = &status.message {
-        out.push_str(&format!("Message:     {message}\n"));
+        out.push_str(&format!("Message:     {}\n", one_line(message)));
     }
     if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
         out.push_str(&format!("Duration:    {}\n", span(start, Some(end), now)));
+    }
+    if let Some(retry) = &status.last_retry {
+        out.push_str(&format!("Last retry:  {}\n", retry_text(retry)));
     }
     out.push_str("\nSplits:\n");
     if status.splits.is_empty() {
@@ -116,19 +119,30 @@ pub(crate) fn describe(wf: &Workflow, wide: bool, now: Timestamp) -> String {
     } else {
         out.push_str(&indent(&splits_table(&status.splits, wide, now)));
     }
+    if status.splits.iter().any(|s| !s.attempts.is_empty()) {
+        out.push_str("\nEarlier attempts:\n");
+        out.push_str(&indent(&attempts_table(&status.splits, wide, now)));
+    }
+    if status.splits.iter().any(|s| !s.outputs.is_empty()) {
+        out.push_str("\nOutputs:\n");
+        out.push_str(&indent(&outputs_table(&status.splits)));
+    }
     out.push_str("\nCarried environment:\n");
     if status.environment.is_empty() {
         out.push_str("  (none)\n");
     }
     for var in &status.environment {
-        out.push_str(&format!("  {}={}\n", var.name, var.value));
+        out.push_str(&format!("  {}={}\n", var.name, one_line(&var.value)));
     }
     out
 }
 
-/// SPLIT NODE JOB PHASE START DURATION (and CONFIGMAP, END with `wide`).
+/// SPLIT ATTEMPT NODE JOB PHASE START DURATION (and END, CONFIGMAP with `wide`): each split's
+/// current attempt.
 pub(crate) fn splits_table(splits: &[SplitRecord], wide: bool, now: Timestamp) -> String {
-    let mut header = vec!["SPLIT", "NODE", "JOB", "PHASE", "START", "DURATION"];
+    let mut header = vec![
+        "SPLIT", "ATTEMPT", "NODE", "JOB", "PHASE", "START", "DURATION",
+    ];
     if wide {
         header.extend(["END", "CONFIGMAP"]);
     }
@@ -136,9 +150,10 @@ pub(crate) fn splits_table(splits: &[SplitRecord], wide: bool, now: Timestamp) -
     for s in splits {
         let mut row = vec![
             s.index.to_string(),
+            s.attempt.unwrap_or(1).to_string(),
             dash(s.node.as_deref()),
             dash(s.job.as_deref()),
-            s.phase.map_or("-".into(), |p| format!("{p:?}")),
+            phase_cell(s.phase),
             s.start_time.as_ref().map_or("-".into(), clock),
             s.start_time
                 .as_ref()
@@ -151,6 +166,80 @@ pub(crate) fn splits_table(splits: &[SplitRecord], wide: bool, now: Timestamp) -
         rows.push(row);
     }
     columns(&rows)
+}
+
+/// SPLIT ATTEMPT JOB PHASE START DURATION (END, CONFIGMAP with `wide`) MESSAGE: the attempts a
+/// retry replaced, oldest first.
+pub(crate) fn attempts_table(splits: &[SplitRecord], wide: bool, now: Timestamp) -> String {
+    let mut header = vec!["SPLIT", "ATTEMPT", "JOB", "PHASE", "START", "DURATION"];
+    if wide {
+        header.extend(["END", "CONFIGMAP"]);
+    }
+    header.push("MESSAGE");
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for s in splits {
+        for a in &s.attempts {
+            let mut row = vec![
+                s.index.to_string(),
+                a.attempt.to_string(),
+                dash(a.job.as_deref()),
+                phase_cell(a.phase),
+                a.start_time.as_ref().map_or("-".into(), clock),
+                a.start_time
+                    .as_ref()
+                    .map_or("-".into(), |t| span(t, a.completion_time.as_ref(), now)),
+            ];
+            if wide {
+                row.push(a.completion_time.as_ref().map_or("-".into(), clock));
+                row.push(dash(a.config_map.as_deref()));
+            }
+            row.push(a.message.as_deref().map_or("-".into(), one_line));
+            rows.push(row);
+        }
+    }
+    columns(&rows)
+}
+
+/// SPLIT NAME VALUE: the outputs each split's pod reported.
+pub(crate) fn outputs_table(splits: &[SplitRecord]) -> String {
+    let mut rows = vec![vec!["SPLIT".to_owned(), "NAME".into(), "VALUE".into()]];
+    for s in splits {
+        for var in &s.outputs {
+            rows.push(vec![
+                s.index.to_string(),
+                var.name.clone(),
+                one_line(&var.value),
+            ]);
+        }
+    }
+    columns(&rows)
+}
+
+/// `2, accepted (from split 2): <message>` or `3, refused: <message>`.
+fn retry_text(retry: &LastRetry) -> String {
+    let answer = match (retry.accepted, retry.from_split) {
+        (true, Some(n)) => format!("accepted (from split {n})"),
+        (true, None) => "accepted".to_owned(),
+        (false, _) => "refused".to_owned(),
+    };
+    format!(
+        "request {}, {answer} at {}: {}",
+        retry.request,
+        clock(&retry.time),
+        one_line(&retry.message)
+    )
+}
+
+fn phase_cell(phase: Option<SplitPhase>) -> String {
+    phase.map_or("-".into(), |p| format!("{p:?}"))
+}
+
+/// A table cell or a `Key:` line stays one line: a termination message may span several.
+fn one_line(text: &str) -> String {
+    text.trim_end()
+        .replace('\r', "")
+        .replace('\n', " ⏎ ")
+        .replace('\t', " ")
 }
 
 fn dash(value: Option<&str>) -> String {
@@ -267,10 +356,10 @@ mod tests {
     fn get_lists_every_split_and_the_carried_environment() {
         let text = describe(&fixture(), false, now());
         let expected_splits = "\
-  SPLIT   NODE     JOB           PHASE       START                  DURATION
-  1       node-1   demo-demo-1   Succeeded   2026-12-01T12:00:01Z   4s
-  2       node-2   demo-demo-2   Running     2026-12-01T12:00:06Z   3m
-  3       node-3   -             Pending     -                      -
+  SPLIT   ATTEMPT   NODE     JOB           PHASE       START                  DURATION
+  1       1         node-1   demo-demo-1   Succeeded   2026-12-01T12:00:01Z   4s
+  2       1         node-2   demo-demo-2   Running     2026-12-01T12:00:06Z   3m
+  3       1         node-3   -             Pending     -                      -
 ";
         assert!(text.contains(expected_splits), "{text}");
         assert!(text.contains("Phase:       Running\n"), "{text}");
@@ -278,11 +367,90 @@ mod tests {
             text.contains("Carried environment:\n  GREETING=hello\n"),
             "{text}"
         );
+        assert!(!text.contains("Earlier attempts:"), "{text}");
+        assert!(!text.contains("Last retry:"), "{text}");
         let wide = describe(&fixture(), true, now());
         assert!(wide.contains("END                    CONFIGMAP"), "{wide}");
         assert!(
             wide.contains("2026-12-01T12:00:05Z   demo-demo-1"),
             "{wide}"
+        );
+    }
+
+    /// Split 2 failed (its pod said why over two lines), then retry 1 ran it again as attempt 2.
+    fn retried() -> Workflow {
+        let mut wf = fixture();
+        let mut status: serde_json::Value = serde_json::to_value(wf.status.take()).unwrap();
+        status["lastRetry"] = serde_json::json!({
+            "request": 1, "accepted": true, "fromSplit": 2, "time": "2026-12-01T12:01:00Z",
+            "message": "running again from split 2: attempt 2, Job demo-demo-2-retry2"
+        });
+        status["splits"][0]["outputs"] = serde_json::json!([{"name": "MODEL", "value": "m.pkl"}]);
+        let split = &mut status["splits"][1];
+        split["attempt"] = 2.into();
+        split["job"] = "demo-demo-2-retry2".into();
+        split["configMap"] = "demo-demo-2-retry2".into();
+        split["startTime"] = "2026-12-01T12:01:01Z".into();
+        split["attempts"] = serde_json::json!([{
+            "attempt": 1, "job": "demo-demo-2", "configMap": "demo-demo-2", "phase": "Failed",
+            "startTime": "2026-12-01T12:00:06Z", "completionTime": "2026-12-01T12:00:09Z",
+            "message": "Job demo-demo-2 failed:\nexit status 3\n"
+        }]);
+        wf.status = Some(serde_json::from_value(status).unwrap());
+        wf
+    }
+
+    #[test]
+    fn get_shows_each_splits_attempts_and_outputs_and_the_last_retry() {
+        let text = describe(&retried(), false, now());
+        assert!(
+            text.contains(
+                "Last retry:  request 1, accepted (from split 2) at 2026-12-01T12:01:00Z: \
+                 running again from split 2: attempt 2, Job demo-demo-2-retry2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  2       2         node-2   demo-demo-2-retry2   Running "),
+            "{text}"
+        );
+        let attempts = "
+Earlier attempts:
+  SPLIT   ATTEMPT   JOB           PHASE    START                  DURATION   MESSAGE
+  2       1         demo-demo-2   Failed   2026-12-01T12:00:06Z   3s         Job demo-demo-2 failed: ⏎ exit status 3
+";
+        assert!(text.contains(attempts), "{text}");
+        let outputs = "\nOutputs:\n  SPLIT   NAME    VALUE\n  1       MODEL   m.pkl\n";
+        assert!(text.contains(outputs), "{text}");
+        let wide = describe(&retried(), true, now());
+        assert!(
+            wide.contains(
+                "DURATION   END                    CONFIGMAP     MESSAGE\n  \
+                 2       1         demo-demo-2   Failed   2026-12-01T12:00:06Z   3s         \
+                 2026-12-01T12:00:09Z   demo-demo-2   Job demo-demo-2 failed"
+            ),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn a_refused_retry_reads_so() {
+        let mut wf = fixture();
+        let status = wf.status.as_mut().unwrap();
+        status.last_retry = Some(LastRetry {
+            request: 3,
+            accepted: false,
+            from_split: None,
+            message: "workflow demo is Running, not Failed".into(),
+            time: Time("2026-12-01T12:02:00Z".parse().unwrap()),
+        });
+        let text = describe(&wf, false, now());
+        assert!(
+            text.contains(
+                "Last retry:  request 3, refused at 2026-12-01T12:02:00Z: \
+                 workflow demo is Running, not Failed\n"
+            ),
+            "{text}"
         );
     }
 
