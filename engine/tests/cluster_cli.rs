@@ -581,7 +581,12 @@ async fn retry_runs_the_failed_split_again_and_not_the_earlier_ones() {
 
     let out = cli(&["retry", "again", "--watch", "-n", n]).await;
     let (stdout, _) = expect_code(&out, 0, "retry --watch");
-    assert!(stdout.starts_with("retry accepted: "), "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "retry 1 accepted: split 2/3 runs again as attempt 2 (Job again-2-node2-retry2)\n"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("split 2/3   node node2   job again-2-node2-retry2   Succeeded"),
         "{stdout}"
@@ -616,21 +621,23 @@ async fn retry_runs_the_failed_split_again_and_not_the_earlier_ones() {
         ],
         "{stdout}"
     );
+    // Attempt 1 failed before its Job was created: it never started.
     let earlier = rows_in(&stdout, "Earlier attempts:");
     assert_eq!(earlier.len(), 1, "{stdout}");
     assert_eq!(
         earlier[0][..4],
-        ["2", "1", "again-2-node2", "Failed"],
+        ["2", "1", "again-2-node2", "Pending"],
         "{stdout}"
     );
     assert!(
-        stdout.contains("Last retry:  request 1, accepted"),
+        stdout.contains("Last retry:  retry 1 accepted (from split 2) at "),
         "{stdout}"
     );
 
     let (stdout, stderr) = expect_code(&cli(&["retry", "again", "-n", n]).await, 1, "again");
     assert!(stdout.is_empty(), "{stdout}");
-    assert!(stderr.contains("error: retry refused: "), "{stderr}");
+    assert!(stderr.contains("error: retry 2 refused: "), "{stderr}");
+    assert!(stderr.contains("succeeded"), "{stderr}");
     assert_eq!(
         owned_names(&client, n, "again").await.1,
         names,
@@ -661,8 +668,12 @@ async fn a_retry_that_fails_again_exits_1_and_each_attempt_is_kept() {
     for k in [2, 3] {
         let out = cli(&["retry", "stubborn", "-w", "-n", n]).await;
         let (stdout, stderr) = expect_code(&out, 1, "a retry that fails again");
-        assert!(stdout.starts_with("retry accepted: "), "{stdout}");
         let job = format!("stubborn-1-node1-retry{k}");
+        let accepted = format!(
+            "retry {} accepted: split 1/3 runs again as attempt {k} (Job {job})\n",
+            k - 1
+        );
+        assert!(stdout.starts_with(&accepted), "{stdout}");
         assert!(stdout.contains(&format!("job {job}   Failed")), "{stdout}");
         assert!(
             stderr.contains("workflow stubborn Failed after 0/3 splits"),
@@ -723,11 +734,19 @@ async fn retry_from_an_earlier_split_runs_it_and_the_later_ones_again() {
 
     let out = cli(&["retry", "early", "--from-split", "4", "-n", n]).await;
     let (_, stderr) = expect_code(&out, 1, "--from-split past the failed split");
-    assert!(stderr.contains("error: retry refused: "), "{stderr}");
+    assert!(
+        stderr.contains("error: retry 1 refused: split 4 "),
+        "{stderr}"
+    );
 
     let out = cli(&["retry", "early", "--from-split", "2", "-w", "-n", n]).await;
     let (stdout, _) = expect_code(&out, 0, "--from-split 2");
-    assert!(stdout.starts_with("retry accepted: "), "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "retry 2 accepted: split 2/3 runs again as attempt 2 (Job early-2-node2-retry2)\n"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("workflow early Succeeded: 3/3 splits"),
         "{stdout}"

@@ -29,8 +29,8 @@ pub(crate) struct Options {
 
 pub(crate) async fn run(target: &Target, name: &str, options: Options) -> Result<(), Failure> {
     let request = ask(target, name, options.from_split).await?;
-    let last = answer_of(target, name, request, options.timeout).await?;
-    println!("{}", answer(request, &last)?);
+    let answered = answer_of(target, name, request, options.timeout).await?;
+    println!("{}", answer(&answered, request)?);
     if options.watch {
         watch::run(target, name).await?;
     }
@@ -95,13 +95,14 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
-/// Waits until the operator acted on `request` (or a later one), at most `timeout`.
+/// Waits until the operator acted on `request` (or a later one), at most `timeout`; returns
+/// the Workflow as it answered.
 async fn answer_of(
     target: &Target,
     name: &str,
     request: i64,
     timeout: Duration,
-) -> Result<LastRetry, Failure> {
+) -> Result<Workflow, Failure> {
     let acted = move |wf: Option<&Workflow>| wf.is_none_or(|wf| acted_on(wf, request).is_some());
     let waited = tokio::time::timeout(timeout, await_condition(target.workflows(), name, acted));
     let found = match waited.await {
@@ -113,12 +114,11 @@ async fn answer_of(
             ))
         })?,
     };
-    let wf = found.ok_or_else(|| {
+    found.ok_or_else(|| {
         Failure::Step(format!(
             "asked for retry {request}, then workflow {name} was deleted"
         ))
-    })?;
-    Ok(acted_on(&wf, request).expect("the condition held").clone())
+    })
 }
 
 /// The operator's answer to `request` or to a later request that took it along.
@@ -135,26 +135,48 @@ pub(crate) fn not_acted(name: &str, namespace: &str, request: i64, timeout: Dura
     ))
 }
 
-/// What to print for the operator's answer `last` to `request`: its message when accepted,
-/// a failure (exit 1) when refused.
-pub(crate) fn answer(request: i64, last: &LastRetry) -> Result<String, Failure> {
-    // Another client's later request may have been acted on in the same pass as this one.
-    let which = if last.request == request {
-        String::new()
-    } else {
-        format!(
-            " (request {request}, answered with request {})",
-            last.request
-        )
+/// What to print for the operator's answer in `wf` to `request`: `retry R accepted: <its
+/// message> (Job <the first Job that runs again>)`, or a failure (exit 1) `retry R refused: <why>`.
+pub(crate) fn answer(wf: &Workflow, request: i64) -> Result<String, Failure> {
+    let Some(last) = acted_on(wf, request) else {
+        return Err(Failure::Step(format!(
+            "the operator has not answered retry {request}"
+        )));
     };
-    if last.accepted {
-        Ok(format!("retry accepted{which}: {}", last.message))
-    } else {
-        Err(Failure::Step(format!(
-            "retry refused{which}: {}",
-            last.message
-        )))
+    // Another client's later request may have been acted on in the same pass as this one.
+    let which = match last.request == request {
+        true => format!("retry {request}"),
+        false => format!("retry {request} (answered with request {})", last.request),
+    };
+    let why = operators_reason(&last.message, last.request);
+    if !last.accepted {
+        return Err(Failure::Step(format!("{which} refused: {why}")));
     }
+    let job = last
+        .from_split
+        .and_then(|n| {
+            wf.status_or_default()
+                .splits
+                .into_iter()
+                .find(|s| s.index == n)
+        })
+        .and_then(|s| s.job)
+        .map(|job| format!(" (Job {job})"))
+        .unwrap_or_default();
+    Ok(format!("{which} accepted: {why}{job}"))
+}
+
+/// The operator's message without its own `retry R: ` or `retry R refused: ` lead, which the
+/// line printed says already.
+pub(crate) fn operators_reason(message: &str, request: i64) -> &str {
+    let lead = format!("retry {request}");
+    message
+        .strip_prefix(&lead)
+        .and_then(|rest| {
+            rest.strip_prefix(": ")
+                .or_else(|| rest.strip_prefix(" refused: "))
+        })
+        .unwrap_or(message)
 }
 
 #[cfg(test)]
@@ -180,16 +202,26 @@ mod tests {
         serde_json::from_value(manifest).unwrap()
     }
 
-    fn last(request: i64, accepted: bool, message: &str) -> LastRetry {
-        LastRetry {
+    /// `wf(...)` answered: request `request`, accepted or not, with `message`; split 2 runs
+    /// again as `demo-2-retry2`.
+    fn answered(request: i64, accepted: bool, message: &str) -> Workflow {
+        let mut w = wf(Some(request), None);
+        let status = w.status.as_mut().unwrap();
+        status.splits = serde_json::from_value(json!([
+            {"index": 1, "job": "demo-1", "phase": "Succeeded"},
+            {"index": 2, "job": "demo-2-retry2", "attempt": 2, "phase": "Pending"}
+        ]))
+        .unwrap();
+        status.last_retry = Some(LastRetry {
             request,
             accepted,
-            from_split: None,
+            from_split: accepted.then_some(2),
             message: message.into(),
             time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 "2026-12-01T12:00:00Z".parse().unwrap(),
             ),
-        }
+        });
+        w
     }
 
     #[test]
@@ -224,24 +256,34 @@ mod tests {
     }
 
     #[test]
-    fn accepted_prints_the_operators_message_refused_is_exit_1() {
-        let ok = answer(2, &last(2, true, "split 2 runs again: attempt 2")).ok();
+    fn accepted_prints_the_operators_message_and_the_job_refused_is_exit_1() {
+        let ok = answered(2, true, "retry 2: split 2/3 runs again as attempt 2");
         assert_eq!(
-            ok.as_deref(),
-            Some("retry accepted: split 2 runs again: attempt 2")
+            answer(&ok, 2).ok().as_deref(),
+            Some("retry 2 accepted: split 2/3 runs again as attempt 2 (Job demo-2-retry2)")
         );
-        let refused = answer(2, &last(2, false, "workflow demo is Succeeded, not Failed"));
-        let Err(Failure::Step(text)) = refused else {
+        let no = answered(2, false, "retry 2 refused: the workflow succeeded");
+        let Err(Failure::Step(text)) = answer(&no, 2) else {
             panic!("a refusal is a failure with exit 1")
         };
+        assert_eq!(text, "retry 2 refused: the workflow succeeded");
+        // A message in other words is printed whole.
+        let other = answered(2, false, "not now");
         assert_eq!(
-            text,
-            "retry refused: workflow demo is Succeeded, not Failed"
+            answer(&other, 2).err().unwrap().text(),
+            "retry 2 refused: not now"
         );
-        let later = answer(2, &last(3, true, "x")).ok().unwrap();
+        let later = answered(3, true, "retry 3: split 2/3 runs again as attempt 2");
         assert_eq!(
-            later,
-            "retry accepted (request 2, answered with request 3): x"
+            answer(&later, 2).ok().as_deref(),
+            Some(
+                "retry 2 (answered with request 3) accepted: split 2/3 runs again as attempt 2 \
+                 (Job demo-2-retry2)"
+            )
+        );
+        assert!(
+            answer(&wf(Some(2), Some(1)), 2).is_err(),
+            "not answered yet"
         );
     }
 

@@ -8,6 +8,7 @@ use roiergasias_crd::{LastRetry, SplitPhase, SplitRecord, Workflow};
 
 use super::Output;
 use super::connect::Target;
+use super::retry::operators_reason;
 use crate::cli::Failure;
 
 pub(crate) async fn list(target: &Target, all_namespaces: bool) -> Result<(), Failure> {
@@ -215,7 +216,7 @@ pub(crate) fn outputs_table(splits: &[SplitRecord]) -> String {
     columns(&rows)
 }
 
-/// `2, accepted (from split 2): <message>` or `3, refused: <message>`.
+/// `retry 2 accepted (from split 2) at <time>: <message>` or `retry 3 refused at <time>: <why>`.
 fn retry_text(retry: &LastRetry) -> String {
     let answer = match (retry.accepted, retry.from_split) {
         (true, Some(n)) => format!("accepted (from split {n})"),
@@ -223,10 +224,10 @@ fn retry_text(retry: &LastRetry) -> String {
         (false, _) => "refused".to_owned(),
     };
     format!(
-        "request {}, {answer} at {}: {}",
+        "retry {} {answer} at {}: {}",
         retry.request,
         clock(&retry.time),
-        one_line(&retry.message)
+        one_line(operators_reason(&retry.message, retry.request))
     )
 }
 
@@ -383,7 +384,7 @@ mod tests {
         let mut status: serde_json::Value = serde_json::to_value(wf.status.take()).unwrap();
         status["lastRetry"] = serde_json::json!({
             "request": 1, "accepted": true, "fromSplit": 2, "time": "2026-12-01T12:01:00Z",
-            "message": "running again from split 2: attempt 2, Job demo-demo-2-retry2"
+            "message": "retry 1: split 2/3 runs again as attempt 2"
         });
         status["splits"][0]["outputs"] = serde_json::json!([{"name": "MODEL", "value": "m.pkl"}]);
         let split = &mut status["splits"][1];
@@ -405,8 +406,8 @@ mod tests {
         let text = describe(&retried(), false, now());
         assert!(
             text.contains(
-                "Last retry:  request 1, accepted (from split 2) at 2026-12-01T12:01:00Z: \
-                 running again from split 2: attempt 2, Job demo-demo-2-retry2\n"
+                "Last retry:  retry 1 accepted (from split 2) at 2026-12-01T12:01:00Z: \
+                 split 2/3 runs again as attempt 2\n"
             ),
             "{text}"
         );
@@ -441,14 +442,14 @@ Earlier attempts:
             request: 3,
             accepted: false,
             from_split: None,
-            message: "workflow demo is Running, not Failed".into(),
+            message: "retry 3 refused: the workflow is still running".into(),
             time: Time("2026-12-01T12:02:00Z".parse().unwrap()),
         });
         let text = describe(&wf, false, now());
         assert!(
             text.contains(
-                "Last retry:  request 3, refused at 2026-12-01T12:02:00Z: \
-                 workflow demo is Running, not Failed\n"
+                "Last retry:  retry 3 refused at 2026-12-01T12:02:00Z: \
+                 the workflow is still running\n"
             ),
             "{text}"
         );
