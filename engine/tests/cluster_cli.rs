@@ -441,7 +441,10 @@ async fn suspend_and_resume_hold_a_workflow_before_its_next_split() {
     expect_code(&out, 0, "submit");
     // No operator yet: the suspension is in place before anything runs.
     let (stdout, _) = expect_code(&cli(&held("suspend")).await, 0, "suspend");
-    assert_eq!(stdout, "workflow held suspended: no further split starts\n");
+    assert_eq!(
+        stdout,
+        "workflow held suspended: no further split starts (one being started at this moment still runs)\n"
+    );
     let (stdout, _) = expect_code(&cli(&held("suspend")).await, 0, "suspend again");
     assert_eq!(stdout, "workflow held is already suspended\n");
     // This operator stops as soon as it sees Job 1 Complete: split 2 is held after that,
@@ -713,22 +716,20 @@ async fn a_retry_that_fails_again_exits_1_and_each_attempt_is_kept() {
 async fn retry_from_an_earlier_split_runs_it_and_the_later_ones_again() {
     let (client, ns) = setup("cli-from").await;
     take_config_map(&ns, "early-hello-world-3-node2").await;
+    // Each split's pod reports MODEL (kwok's termination-message stage).
+    let outputs = pod_annotations(serde_json::json!({
+        "kwok.roiergasias.io/termination-message": "{\"MODEL\":\"m.pkl\"}"
+    }));
+    let api = ns.api::<Workflow>();
+    api.create(
+        &PostParams::default(),
+        &workflow("early", THREE, Some(outputs)),
+    )
+    .await
+    .unwrap();
     let _operator = Operator::start(operator_bin(), &ns.name);
-    let dir = tempfile::tempdir().unwrap();
-    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
     let n = ns.name.as_str();
-    let out = cli(&[
-        "submit",
-        "-f",
-        file.to_str().unwrap(),
-        "--name",
-        "early",
-        "-w",
-        "-n",
-        n,
-    ])
-    .await;
-    expect_code(&out, 1, "the first run fails at split 3");
+    wait_phase(&api, "early", Phase::Failed, WAIT).await;
     let jobs: Api<Job> = ns.api();
     let first = jobs.get("early-1-node1").await.unwrap().uid();
 
@@ -762,7 +763,22 @@ async fn retry_from_an_earlier_split_runs_it_and_the_later_ones_again() {
         ]
     );
     assert_eq!(jobs.get("early-1-node1").await.unwrap().uid(), first);
-    let wf = ns.api::<Workflow>().get("early").await.unwrap();
+    let (stdout, _) = expect_code(&cli(&["get", "early", "-n", n]).await, 0, "get");
+    let reported = rows_in(&stdout, "Outputs:");
+    assert_eq!(
+        reported,
+        [
+            ["1", "MODEL", "m.pkl"],
+            ["2", "MODEL", "m.pkl"],
+            ["3", "MODEL", "m.pkl"]
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Carried environment:\n  MODEL=m.pkl\n"),
+        "{stdout}"
+    );
+    let wf = api.get("early").await.unwrap();
     let last = wf.status.unwrap().last_retry.unwrap();
     assert_eq!(
         (last.request, last.accepted, last.from_split),

@@ -68,8 +68,10 @@ pub(crate) fn plan(wf: &Workflow, suspend: bool) -> Result<Plan, Failure> {
                 .map(|j| format!(" ({j})"))
                 .unwrap_or_default()
         )),
+        // The operator may be creating a split's Job right now, unseen in the status read.
         (true, false, None) => Plan::Patch(format!(
-            "workflow {name} suspended: no further split starts"
+            "workflow {name} suspended: no further split starts (one being started at this \
+             moment still runs)"
         )),
         (false, false, _) => Plan::Nothing(format!(
             "workflow {name} is not suspended: nothing to resume"
@@ -131,7 +133,8 @@ mod tests {
         );
         assert_eq!(
             text(plan(&wf(None, json!({})), true)),
-            "patch: workflow demo suspended: no further split starts"
+            "patch: workflow demo suspended: no further split starts (one being started at \
+             this moment still runs)"
         );
         assert_eq!(
             text(plan(&wf(Some(true), running_split_2()), true)),
