@@ -288,6 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn only_a_conflict_is_read_again() {
+        let api_error = |code: u16| {
+            let status: kube::core::Status = serde_json::from_value(json!({
+                "status": "Failure", "code": code, "reason": "x", "message": "x"
+            }))
+            .unwrap();
+            kube::Error::Api(Box::new(status))
+        };
+        assert!(is_conflict(&api_error(409)));
+        assert!(!is_conflict(&api_error(404)));
+        assert!(!is_conflict(&api_error(422)));
+    }
+
+    #[test]
     fn no_answer_names_the_request_the_wait_and_the_namespace() {
         let Failure::Step(text) = not_acted("demo", "team", 4, Duration::from_secs(30)) else {
             panic!("exit 1")
