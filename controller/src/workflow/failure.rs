@@ -49,7 +49,8 @@ pub(crate) enum Failure {
     NoSuchSplit { split: u32, total: usize },
     #[error(
         "{kind} {name} already exists and is not owned by this Workflow ({owner}); \
-         delete or rename it, then re-create the Workflow"
+         retry the Workflow (a retry names its objects anew), or delete or rename it and \
+         re-create the Workflow"
     )]
     NameConflict {
         kind: &'static str,
