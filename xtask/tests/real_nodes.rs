@@ -182,15 +182,29 @@ fn down_restores_the_host_and_a_killed_run_is_cleared_by_the_next_up() {
     let before = host_snapshot();
 
     // Killed during `up`, once the kubelets have started.
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut starting = xtask()
         .args(["cluster", "up"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     while !ours().iter().any(|p| p.contains("kubelet")) {
-        assert!(Instant::now() < deadline, "no kubelet started within 300 s");
+        if Instant::now() >= deadline {
+            // Nothing of this run may outlive it, a failed one included.
+            let _ = starting.kill();
+            let _ = starting.wait();
+            kill_everything();
+            let _ = xtask().args(["cluster", "down"]).output();
+            let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let tail: Vec<&str> = said.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "no kubelet started within 300 s; `cluster up` said last:\n{}",
+                tail.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     starting.kill().unwrap();
