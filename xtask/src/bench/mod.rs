@@ -1,6 +1,7 @@
 //! Benchmarks that time whole processes; each prints figures as ratios measured in one run.
 
 mod engine;
+mod figures;
 mod operator;
 
 use std::path::PathBuf;
@@ -14,13 +15,13 @@ pub enum BenchCommand {
     /// The engine: execute overhead, validate/split scaling, peak memory.
     Engine,
     /// The operator on the test cluster: hand-off latency, API writes, memory.
-    Operator,
+    Operator(operator::OperatorArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Engine => engine::run(),
-        BenchCommand::Operator => operator::run(),
+        BenchCommand::Operator(args) => operator::run(&args),
     }
 }
 

@@ -17,8 +17,9 @@
 //! are subtracted. Events are shared with the scheduler and job controller, so
 //! the operator's are counted from the Events about Workflows.
 //!
-//! `ROIERGASIAS_BENCH_WORKFLOWS` overrides the 200 (e.g. for a quick try);
-//! `ROIERGASIAS_OPERATOR_BIN` runs that operator binary instead of building one.
+//! `--workflows N` (or `ROIERGASIAS_BENCH_WORKFLOWS`) changes the 200, up to 5000; `--json PATH`
+//! also writes the figures as JSON; `ROIERGASIAS_OPERATOR_BIN` runs that operator binary instead
+//! of building one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use roiergasias_crd::{Phase, Workflow, WorkflowSpec, WorkflowYaml};
 
@@ -41,11 +42,12 @@ use nix::unistd::Pid;
 use prometheus_parse::{Sample, Scrape, Value};
 use roiergasias_testkit::{self as testkit, http as local_http};
 
+use super::figures::{self, Figures};
+
 use crate::cluster::Cluster;
 
-const DEFAULT_WORKFLOWS: usize = 200;
 const SPLITS: usize = 3;
-const FINISH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const MAX_WORKFLOWS: u64 = 5000;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_VERBS: [&str; 6] = [
     "POST",
@@ -73,13 +75,22 @@ task:
       - print: ["split 3 on node2"]
 "#;
 
-pub fn run() -> anyhow::Result<()> {
-    let workflows = match std::env::var("ROIERGASIAS_BENCH_WORKFLOWS") {
-        Ok(n) => n
-            .parse()
-            .with_context(|| format!("ROIERGASIAS_BENCH_WORKFLOWS={n:?} is not a number"))?,
-        Err(_) => DEFAULT_WORKFLOWS,
-    };
+#[derive(clap::Args)]
+pub struct OperatorArgs {
+    /// Three-split workflows created at once.
+    #[arg(long, env = "ROIERGASIAS_BENCH_WORKFLOWS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_WORKFLOWS))]
+    workflows: u64,
+    /// Also write the figures as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+pub fn run(args: &OperatorArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        figures::check_writable(path)?;
+    }
+    let workflows = usize::try_from(args.workflows)?;
     let operator = match std::env::var_os("ROIERGASIAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
         Some(path) => PathBuf::from(path),
         None => super::release_binary("roiergasias-controller", "roiergasias-operator")?,
@@ -100,8 +111,20 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(cluster) = started {
         cluster.down()?;
     }
-    print_report(&result?);
+    let report = result?;
+    print_report(&report);
+    if let Some(path) = &args.json {
+        report.run(&operator).write(path)?;
+        println!("Figures written to {}", path.display());
+    }
     Ok(())
+}
+
+/// Resident memory now: anonymous (heap, thread stacks) and file-backed (the binary, libraries).
+struct MemoryNow {
+    anon_kib: u64,
+    file_kib: u64,
+    threads: u64,
 }
 
 /// What the bench saw of one Job, stamped on arrival.
@@ -128,10 +151,66 @@ struct Report {
     apiserver_failed_writes: f64,
     workflow_events: u64,
     peak_rss_kib: Option<u64>,
+    /// The operator's resident memory at the end, by kind, and its threads.
+    memory_at_end: Option<MemoryNow>,
     namespace: String,
     log: PathBuf,
     /// 1-minute load average before and after: the machine is shared, and latency follows load.
     load: (String, String),
+}
+
+impl Report {
+    fn splits(&self) -> f64 {
+        (self.workflows * SPLITS) as f64
+    }
+
+    /// ConfigMaps, Jobs and Workflows written (API server's count; without Events).
+    fn operator_writes_total(&self) -> f64 {
+        self.apiserver_writes
+            .iter()
+            .filter(|(key, _)| operator_only(key))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn status_bytes_per_write(&self) -> Option<f64> {
+        let writes = self.operator_writes.get("status").copied().unwrap_or(0.0);
+        self.status_patch_bytes
+            .filter(|_| writes > 0.0)
+            .map(|bytes| (bytes / writes).round())
+    }
+
+    fn figures(&self) -> Figures {
+        let mut f = Figures::new(
+            self.workflows,
+            self.workflows * SPLITS,
+            self.total,
+            &self.handoffs,
+        );
+        f.writes_per_split = (self.operator_writes_total() / self.splits() * 100.0).round() / 100.0;
+        f.status_bytes_per_write = self.status_bytes_per_write();
+        f.peak_rss_mib = self
+            .peak_rss_kib
+            .map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0);
+        f
+    }
+
+    fn run(&self, operator: &Path) -> figures::Run {
+        figures::Run {
+            operator: self.figures(),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_1m: [self.load.0.clone(), self.load.1.clone()],
+            operator_binary: operator.display().to_string(),
+        }
+    }
+}
+
+/// Resources only the operator writes in the bench namespace (labels of `RequestKey`).
+fn operator_only(key: &str) -> bool {
+    key.starts_with("configmaps ")
+        || key.starts_with("jobs ")
+        || key.starts_with("jobs (batch) ")
+        || key.starts_with("workflows")
 }
 
 async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Result<Report> {
@@ -167,6 +246,11 @@ async fn measure(
         Api::namespaced(client.clone(), namespace),
         jobs.clone(),
     ));
+    let phases: Arc<Mutex<HashMap<String, Phase>>> = Arc::default();
+    let phase_watch = tokio::spawn(watch_phases(
+        Api::namespaced(client.clone(), namespace),
+        phases.clone(),
+    ));
 
     let port = local_http::free_port();
     let log = std::env::temp_dir().join(format!("{namespace}-operator.log"));
@@ -194,7 +278,7 @@ async fn measure(
                     job_template: None,
                     ..Default::default()
                 };
-                let wf = Workflow::new(&format!("bench-{i:03}"), spec);
+                let wf = Workflow::new(&format!("bench-{i:04}"), spec);
                 workflows.create(&PostParams::default(), &wf).await
             }
         })
@@ -207,16 +291,18 @@ async fn measure(
         started.elapsed().as_secs_f64()
     );
 
-    let (succeeded, failed) = wait_finished(&workflows, count, &jobs, &mut child).await?;
+    let (succeeded, failed) = wait_finished(&phases, count, &jobs, &mut child).await?;
     let total = started.elapsed();
     let load_after = loadavg();
     let peak_rss_kib = child.peak_rss_kib();
+    let memory_at_end = child.memory_now();
     let metrics = local_http::get(port, "/metrics")
         .await
         .map(|(_, body)| body)
         .ok();
     let after = apiserver_writes(client).await?;
     job_watch.abort();
+    phase_watch.abort();
     child.stop();
 
     if failed > 0 {
@@ -266,6 +352,7 @@ async fn measure(
         apiserver_failed_writes,
         workflow_events,
         peak_rss_kib,
+        memory_at_end,
         namespace: namespace.to_owned(),
         log,
         load: (load_before, load_after),
@@ -327,6 +414,16 @@ impl OperatorProcess {
             .status()
             .ok()?
             .vmhwm
+    }
+
+    fn memory_now(&self) -> Option<MemoryNow> {
+        let pid = i32::try_from(self.pid()).ok()?;
+        let status = procfs::process::Process::new(pid).ok()?.status().ok()?;
+        Some(MemoryNow {
+            anon_kib: status.rssanon?,
+            file_kib: status.rssfile?,
+            threads: status.threads,
+        })
     }
 
     /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
@@ -451,26 +548,49 @@ fn split_index(job: &str, workflow: &str) -> Option<usize> {
     rest.split('-').next()?.parse().ok()
 }
 
+/// The phase of each bench Workflow, from a watch: listing 5000 Workflows every half second
+/// would load the API server whose speed the bench measures.
+async fn watch_phases(api: Api<Workflow>, phases: Arc<Mutex<HashMap<String, Phase>>>) {
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let Ok(workflow) = event else {
+            continue;
+        };
+        if let (Some(name), Some(phase)) = (
+            workflow.metadata.name,
+            workflow.status.and_then(|s| s.phase),
+        ) {
+            phases.lock().unwrap().insert(name, phase);
+        }
+    }
+}
+
+/// Half an hour, or longer for a batch big enough to need it (a third of a second per workflow).
+fn finish_timeout(count: usize) -> Duration {
+    Duration::from_secs(1800).max(Duration::from_millis(count as u64 * 333))
+}
+
 async fn wait_finished(
-    workflows: &Api<Workflow>,
+    phases: &Mutex<HashMap<String, Phase>>,
     count: usize,
     jobs: &Mutex<HashMap<String, JobSeen>>,
     child: &mut OperatorProcess,
 ) -> anyhow::Result<(usize, usize)> {
-    let deadline = Instant::now() + FINISH_TIMEOUT;
+    let timeout = finish_timeout(count);
+    let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     loop {
         if let Some(status) = child.exited() {
             bail!("the operator exited ({status}) during the bench");
         }
-        let list = workflows.list(&ListParams::default()).await?;
-        let phase_count = |phase: Phase| {
-            list.items
-                .iter()
-                .filter(|w| w.status.as_ref().and_then(|s| s.phase) == Some(phase))
-                .count()
+        let (succeeded, failed) = {
+            let phases = phases.lock().unwrap();
+            let count = |phase| phases.values().filter(|p| **p == phase).count();
+            (count(Phase::Succeeded), count(Phase::Failed))
         };
-        let (succeeded, failed) = (phase_count(Phase::Succeeded), phase_count(Phase::Failed));
         if succeeded + failed == count {
             return Ok((succeeded, failed));
         }
@@ -485,10 +605,10 @@ async fn wait_finished(
         }
         if Instant::now() > deadline {
             bail!(
-                "not all workflows finished within {FINISH_TIMEOUT:?}: {succeeded} succeeded, {failed} failed"
+                "not all workflows finished within {timeout:?}: {succeeded} succeeded, {failed} failed"
             );
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -536,7 +656,7 @@ fn handoffs(jobs: &HashMap<String, JobSeen>) -> anyhow::Result<(Vec<Duration>, V
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+pub(super) fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
@@ -698,8 +818,9 @@ fn print_report(r: &Report) {
     println!("| Measurement | Result |");
     println!("|---|---|");
     println!(
-        "| Total time, first create → all Succeeded | {:.1} s |",
-        r.total.as_secs_f64()
+        "| Total time, first create → all Succeeded | {:.1} s ({:.0} splits per minute) |",
+        r.total.as_secs_f64(),
+        r.figures().splits_per_min
     );
     let show = |q: f64| {
         percentile(&r.handoffs, q)
@@ -738,12 +859,6 @@ fn print_report(r: &Report) {
         percentile(&r.coarse_handoffs, 0.5).map_or("-".into(), |v| v.to_string()),
         percentile(&r.coarse_handoffs, 0.99).map_or("-".into(), |v| v.to_string())
     );
-    let operator_only = |key: &str| {
-        key.starts_with("configmaps ")
-            || key.starts_with("jobs ")
-            || key.starts_with("jobs (batch) ")
-            || key.starts_with("workflows")
-    };
     let mut operator_total = 0.0;
     for (key, n) in &r.apiserver_writes {
         if operator_only(key) && *n > 0.0 {
@@ -790,11 +905,7 @@ fn print_report(r: &Report) {
             bytes / status_writes
         );
     }
-    println!(
-        "| Operator peak memory (VmHWM) | {} |",
-        r.peak_rss_kib
-            .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-    );
+    print_memory(r);
     println!();
     let others: Vec<String> = r
         .apiserver_writes
@@ -817,6 +928,22 @@ fn print_report(r: &Report) {
         r.namespace,
         r.log.display()
     );
+}
+
+fn print_memory(r: &Report) {
+    let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
+    println!(
+        "| Operator peak memory (VmHWM) | {} |",
+        r.peak_rss_kib.map_or("-".into(), mib)
+    );
+    if let Some(m) = &r.memory_at_end {
+        println!(
+            "| Operator memory at the end: anonymous (heap, stacks) / file-backed (binary) | {} / {}, {} threads |",
+            mib(m.anon_kib),
+            mib(m.file_kib),
+            m.threads
+        );
+    }
 }
 
 #[cfg(test)]
