@@ -13,6 +13,10 @@ pub(crate) enum Error {
     /// The status to write would not fit under the object limit: the Workflow fails instead.
     #[error("{0}")]
     StatusTooLarge(String),
+    /// The API server did not answer in time (hung, or cut off): the reconcile was given up,
+    /// which is as safe as a crash at that point, and is retried.
+    #[error("the reconcile took longer than {0:?}: the API server is not answering")]
+    TimedOut(std::time::Duration),
 }
 
 impl Error {
@@ -24,6 +28,7 @@ impl Error {
             Error::Encode(_) => "encode",
             Error::Incomplete(_) => "incomplete",
             Error::StatusTooLarge(_) => "status_too_large",
+            Error::TimedOut(_) => "timeout",
         }
     }
 }

@@ -29,6 +29,11 @@ use crate::workflow::{
 /// a loop.
 const MAX_DECISIONS: usize = 16;
 
+/// A reconcile takes milliseconds; one that takes this long waits on an API server that does not
+/// answer (kube's client would wait up to its read timeout, about 295 s). It is given up and
+/// retried: every step is safe to stop at, as a crash is (see the `workflow` module).
+const RECONCILE_LIMIT: Duration = Duration::from_secs(20);
+
 /// Reconciles one Workflow; every log line inside carries its namespace and name.
 pub async fn reconcile<C: Cluster>(
     workflow: Arc<Workflow>,
@@ -41,7 +46,10 @@ pub async fn reconcile<C: Cluster>(
     );
     async move {
         let _timer = ctx.metrics.reconcile_timer();
-        let wake = Run::new(&workflow, &ctx).go().await?;
+        let run = Run::new(&workflow, &ctx).go();
+        let wake = tokio::time::timeout(RECONCILE_LIMIT, run)
+            .await
+            .map_err(|_| Error::TimedOut(RECONCILE_LIMIT))??;
         ctx.memory.succeeded(&key(&workflow));
         Ok(match wake {
             Wake::OnChange => Requeue::await_change(),

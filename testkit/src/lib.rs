@@ -7,6 +7,7 @@
 //! a failed test is the report. The few the bench uses as well return errors instead.
 
 pub mod cluster;
+pub mod faults;
 pub mod http;
 pub mod operator;
 pub mod real;

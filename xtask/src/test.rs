@@ -112,13 +112,27 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         "warnings",
     ]);
 
+    // The fault tests stop parts of the cluster every other test shares: alone, after them.
+    let mut faults = Command::new(&cargo);
+    faults
+        .args(["test", "-p", "roiergasias-controller", "--test", "cluster"])
+        .args(["--", "--ignored", "--test-threads=1", FAULT_TESTS]);
+    faults
+        .env("KUBECONFIG", &up.kubeconfig)
+        .env(tools::BIN_ENV, tools::bin_dir()?)
+        .env(crate::cluster::NAME_ENV, &cluster.name);
     for (name, mut cmd) in [
         ("cargo test", test),
+        ("fault tests", faults),
         ("cargo fmt --check", fmt),
         ("cargo clippy", clippy),
     ] {
         if interrupted.load(Ordering::SeqCst) {
             record(name, Outcome::Skipped, "(interrupted)".into());
+            continue;
+        }
+        if name == "fault tests" && !args.cargo_test_args.is_empty() {
+            record(name, Outcome::Skipped, "(a test filter was given)".into());
             continue;
         }
         eprintln!("==> {name}");
@@ -127,15 +141,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             Ok(teed) => {
                 let s = teed.status;
                 let elapsed = progress::human(t.elapsed());
-                let outcome = if s.success() {
+                // A filter that matches nothing passes: a fault step that ran none has failed.
+                let none = name == "fault tests" && fault_count(&teed.output) == 0;
+                let outcome = if s.success() && !none {
                     Outcome::Passed
                 } else {
                     Outcome::Failed
                 };
-                let mut real = if name == "cargo test" {
-                    real_pod_summary(&teed.output)
-                } else {
-                    String::new()
+                let mut real = match name {
+                    "cargo test" => real_pod_summary(&teed.output),
+                    "fault tests" => format!(", {} fault tests ran", fault_count(&teed.output)),
+                    _ => String::new(),
                 };
                 if teed.overran {
                     real.push_str(&overrun_note(&teed.output));
@@ -243,10 +259,15 @@ fn overrun_note(output: &str) -> String {
 const REAL_NODE_TESTS: &[&str] =
     &["down_restores_the_host_and_a_killed_run_is_cleared_by_the_next_up"];
 
+/// The cluster binary's module of fault tests (controller/tests/cluster/faults.rs), run on the
+/// shared cluster once the other tests are done.
+const FAULT_TESTS: &str = "faults::";
+
 /// Test-binary arguments of the run on the shared cluster: the cluster tests are `#[ignore]`d (a
-/// plain `cargo test` needs no cluster), so include them, all but [`REAL_NODE_TESTS`].
+/// plain `cargo test` needs no cluster), so include them, all but [`REAL_NODE_TESTS`] and the
+/// [`FAULT_TESTS`].
 fn shared_run_test_args() -> Vec<&'static str> {
-    let mut args = vec!["--include-ignored"];
+    let mut args = vec!["--include-ignored", "--skip", FAULT_TESTS];
     for name in REAL_NODE_TESTS {
         args.extend(["--skip", name]);
     }
@@ -274,6 +295,15 @@ fn real_pod_summary(output: &str) -> String {
         ", {} real-pod tests ran ({passed} passed, {failed} failed)",
         passed + failed
     )
+}
+
+/// How many fault tests reported a result in the fault step's output.
+fn fault_count(output: &str) -> usize {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("test "))
+        .filter(|l| l.starts_with(FAULT_TESTS) && l.contains(" ... "))
+        .count()
 }
 
 fn finish(steps: Vec<Step>, started: Instant) -> anyhow::Result<()> {

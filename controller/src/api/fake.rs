@@ -53,6 +53,8 @@ pub(crate) enum Fault {
     Unavailable,
     /// It refuses the object: 422 with this message.
     Invalid(String),
+    /// It never answers (hung, or cut off).
+    Hang,
 }
 
 #[derive(Clone, Default)]
@@ -117,6 +119,19 @@ impl FakeCluster {
         (cms, jobs)
     }
 
+    /// Never returns while a [`Fault::Hang`] is set for the call `name`.
+    async fn hang_if(&self, name: &str) {
+        let hung = {
+            self.state()
+                .faults
+                .iter()
+                .any(|(n, f)| *n == name && matches!(f, Fault::Hang))
+        };
+        if hung {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Counts a write; `Err` once the operator has crashed, or for an injected fault.
     fn call(&self, name: &str, writes: bool) -> Result<MutexGuard<'_, State>, Error> {
         let mut state = self.state();
@@ -128,6 +143,8 @@ impl FakeCluster {
             return Err(match fault {
                 Fault::Unavailable => api_error(500, "etcdserver: request timed out"),
                 Fault::Invalid(message) => api_error(422, &message),
+                // hang_if comes first and never returns for it.
+                Fault::Hang => api_error(504, "no answer"),
             });
         }
         if writes && let Some(left) = state.crash_after.as_mut() {
@@ -209,6 +226,7 @@ fn now() -> Time {
 
 impl Cluster for FakeCluster {
     async fn job(&self, _namespace: &str, name: &str) -> Result<Option<Arc<Job>>, Error> {
+        self.hang_if("get Job").await;
         let state = self.call("get Job", false)?;
         Ok(state.jobs.get(name).cloned().map(Arc::new))
     }
@@ -226,18 +244,21 @@ impl Cluster for FakeCluster {
     }
 
     async fn list_pods(&self, namespace: &str, job_uid: &str) -> Result<Vec<Pod>, Error> {
+        self.hang_if("list pods").await;
         drop(self.call("list pods", false)?);
         let pods = self.cached_pods(namespace, job_uid);
         Ok(pods.iter().map(|p| (**p).clone()).collect())
     }
 
     async fn failed_creates(&self, _namespace: &str, job: &str) -> Result<Vec<CoreEvent>, Error> {
+        self.hang_if("list events").await;
         let state = self.call("list events", false)?;
         let about = |e: &&CoreEvent| e.involved_object.name.as_deref() == Some(job);
         Ok(state.failed_creates.iter().filter(about).cloned().collect())
     }
 
     async fn jobs_labelled(&self, _ns: &str, selector: &str) -> Result<Vec<ObjectMeta>, Error> {
+        self.hang_if("list Jobs").await;
         let state = self.call("list Jobs", false)?;
         let wanted: Vec<(&str, &str)> = selector
             .split(',')
@@ -258,6 +279,7 @@ impl Cluster for FakeCluster {
             Object::ConfigMap(_) => "create ConfigMap",
             Object::Job(_) => "create Job",
         };
+        self.hang_if(call).await;
         let mut state = match self.call(call, true) {
             // As over kube: an object the API server refuses is an answer, not an error.
             Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
@@ -279,6 +301,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn write_status(&self, workflow: &Workflow, new: &WorkflowStatus) -> Result<(), Error> {
+        self.hang_if("write status").await;
         let mut state = self.call("write status", true)?;
         let stored = state.workflow.as_mut().expect("a workflow");
         if stored.resource_version() != workflow.resource_version() {
@@ -295,6 +318,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn suspend_job(&self, _namespace: &str, name: &str) -> Result<(), Error> {
+        self.hang_if("patch Job").await;
         let mut state = self.call("patch Job", true)?;
         if let Some(job) = state.jobs.get_mut(name) {
             job.spec.get_or_insert_with(Default::default).suspend = Some(true);
@@ -304,6 +328,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn delete_workflow(&self, workflow: &Workflow) -> Result<(), Error> {
+        self.hang_if("delete Workflow").await;
         let mut state = self.call("delete Workflow", true)?;
         let stored_uid = state.workflow.as_ref().and_then(|w| w.uid());
         // As the uid precondition: a re-created Workflow (another uid) is left alone.

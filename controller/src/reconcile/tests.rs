@@ -647,3 +647,20 @@ async fn run_jobs(
     }
     panic!("{at}: never {phase_wanted:?}: {:?}", fake.status().message);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_the_api_server_never_answers_is_given_up_and_retried() {
+    let fake = FakeCluster::with(new_workflow());
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    fake.finish_job(JOBS[0], true, None);
+    fake.state().faults.push(("create ConfigMap", Fault::Hang));
+    let error = reconcile_once(&fake, &ctx).await.unwrap_err();
+    assert!(matches!(error, Error::TimedOut(_)), "{error}");
+    let requeue = error_policy(Arc::new(fake.workflow()), &error, ctx.clone());
+    assert!(requeued(&requeue).is_some(), "retried: {requeue:?}");
+    // Answering again, the next reconcile picks up where the given-up one stopped.
+    fake.state().faults.clear();
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(fake.objects().1, JOBS[..2]);
+}

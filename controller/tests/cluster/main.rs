@@ -7,6 +7,7 @@
 //! `roiergasias-testkit` crate.
 
 mod failures;
+mod faults;
 mod helm_values;
 mod hostile;
 mod leader_election;

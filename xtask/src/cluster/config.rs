@@ -63,8 +63,8 @@ fn arg(key: &'static str, value: impl Into<String>) -> ExtraArg {
 /// The components patches serve the real nodes (and are harmless without them): kwok-controller
 /// fakes only the nodes annotated as fake (kwokctl's binary runtime says `--manage-all-nodes=true`);
 /// the API server reaches kubelets with client credentials for `kubectl logs` and `exec`, by
-/// InternalIP first; and PodNodeSelector with PodTolerationRestriction let a namespace pin its pods
-/// to fake or real nodes.
+/// InternalIP first; PodNodeSelector with PodTolerationRestriction let a namespace pin its pods
+/// to fake or real nodes; the controller manager and the scheduler run without leader election.
 pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stages: &str) -> String {
     let path = |name: &str| bin.join(name).display().to_string();
     let pki_file = |name: &str| pki.join(name).display().to_string();
@@ -111,6 +111,16 @@ pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stage
                         "PodNodeSelector,PodTolerationRestriction",
                     ),
                 ],
+            },
+            // One of each: with a Lease, a few seconds without the API server (a fault test
+            // pauses it) would end them, and nothing here restarts them.
+            ComponentPatch {
+                name: "kube-controller-manager",
+                extra_args: vec![arg("leader-elect", "false")],
+            },
+            ComponentPatch {
+                name: "kube-scheduler",
+                extra_args: vec![arg("leader-elect", "false")],
             },
         ],
     };
@@ -188,6 +198,12 @@ mod tests {
                     {"key": "kubelet-client-key", "value": "/pki/admin.key"},
                     {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP"},
                     {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
+                ]},
+                {"name": "kube-controller-manager", "extraArgs": [
+                    {"key": "leader-elect", "value": "false"},
+                ]},
+                {"name": "kube-scheduler", "extraArgs": [
+                    {"key": "leader-elect", "value": "false"},
                 ]},
             ],
         });
