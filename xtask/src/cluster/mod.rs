@@ -1,6 +1,7 @@
 //! `cargo xtask cluster up|down|status`: a throwaway Kubernetes control plane with kwok as the kubelet.
 
 mod config;
+mod fault;
 mod nodes;
 pub(crate) mod poll;
 pub(crate) mod procs;
@@ -36,6 +37,18 @@ pub enum ClusterCommand {
     Down,
     /// Say what is running.
     Status,
+    /// Fault: stop a component (SIGSTOP) for a while, then continue it.
+    Pause {
+        /// kube-apiserver, etcd, kube-controller-manager, kube-scheduler or kwok-controller.
+        component: String,
+        #[arg(long, default_value_t = 6)]
+        seconds: u64,
+    },
+    /// Fault: restart a component as it was started, and wait until the API server is ready.
+    Restart {
+        /// kube-apiserver, etcd, kube-controller-manager, kube-scheduler or kwok-controller.
+        component: String,
+    },
 }
 
 pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
@@ -49,6 +62,21 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::Down => cluster.down()?,
         ClusterCommand::Status => cluster.status()?,
+        ClusterCommand::Pause { component, seconds } => {
+            fault::pause(&cluster.dir(), &component, Duration::from_secs(seconds))?;
+            println!("{component} was paused for {seconds} s");
+        }
+        ClusterCommand::Restart { component } => {
+            let started = std::time::Instant::now();
+            let pid = fault::restart(&cluster.dir(), &component)?;
+            if !cluster.wait_ready(&crate::tools::bin_dir()?, Duration::from_secs(120)) {
+                bail!(
+                    "{component} restarted (pid {pid}), but the API server is not ready after 120 s"
+                );
+            }
+            let took = crate::progress::human(started.elapsed());
+            println!("{component} restarted (pid {pid}); the API server was ready again in {took}");
+        }
     }
     Ok(())
 }
