@@ -97,6 +97,15 @@ fn expect_code(out: &Output, code: i32, what: &str) -> (String, String) {
     (stdout, stderr)
 }
 
+/// `roiergasias submit` of workflow `text` as Workflow `name` in namespace `ns`, which succeeds.
+async fn submitted(ns: &str, name: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = workflow_file(dir.path(), "hello-world.yaml", text);
+    let file = file.to_str().unwrap();
+    let out = cli(&["submit", "-f", file, "--name", name, "-n", ns]).await;
+    expect_code(&out, 0, "submit");
+}
+
 fn workflow_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("writing the workflow file");
@@ -379,20 +388,8 @@ async fn logs_show_every_split_in_order() {
     roiergasias_testkit::ensure_crds(&client).await;
     let ns = TestNamespace::on_real_nodes(&client, "cli-logs").await;
     let _operator = Operator::start_real(operator_bin(), &ns.name, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
     let n = ns.name.as_str();
-    let out = cli(&[
-        "submit",
-        "-f",
-        file.to_str().unwrap(),
-        "--name",
-        "talk",
-        "-n",
-        n,
-    ])
-    .await;
-    expect_code(&out, 0, "submit");
+    submitted(n, "talk", THREE).await;
     let (followed, _) = expect_code(&cli(&["logs", "talk", "-f", "-n", n]).await, 0, "logs -f");
     let (after, _) = expect_code(&cli(&["logs", "talk", "-n", n]).await, 0, "logs");
     for stdout in [&followed, &after] {
@@ -517,20 +514,8 @@ async fn unknown_names_are_one_line_errors() {
 #[ignore = "needs a cluster: cargo xtask test"]
 async fn a_retry_nobody_answers_times_out_and_requests_never_share_a_number() {
     let (_client, ns) = setup("cli-noanswer").await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = workflow_file(dir.path(), "hello-world.yaml", THREE);
     let n = ns.name.as_str();
-    let out = cli(&[
-        "submit",
-        "-f",
-        file.to_str().unwrap(),
-        "--name",
-        "alone",
-        "-n",
-        n,
-    ])
-    .await;
-    expect_code(&out, 0, "submit");
+    submitted(n, "alone", THREE).await;
     let retry = ["retry", "alone", "--timeout", "2", "-n", n];
     let (stdout, stderr) = expect_code(&cli(&retry).await, 1, "retry without an operator");
     assert!(stdout.is_empty(), "{stdout}");
