@@ -328,10 +328,37 @@ async fn a_retry_runs_only_the_failed_split_again_and_the_workflow_succeeds() {
     );
 }
 
-#[tokio::test]
-#[ignore = "needs a cluster: cargo xtask test"]
-async fn an_operator_stopped_between_a_retry_request_and_its_job_acts_on_it_once() {
-    let (client, ns) = real_setup("real-retry-crash").await;
+/// An operator that stops at crash point `point`; what it left: the Workflow's status, its
+/// ConfigMaps and its Jobs.
+async fn crash_at(
+    client: &Client,
+    ns: &str,
+    api: &Api<Workflow>,
+    point: &str,
+) -> (WorkflowStatus, Vec<String>, Vec<String>) {
+    let env = [("ROIERGASIAS_TEST_CRASH_AFTER", point)];
+    let mut crashing = Operator::start_real_with(OPERATOR, ns, &env);
+    let code = crashing.exited(REAL).await;
+    assert_eq!(code, Some(CRASHED), "stops at {point}: {}", crashing.log());
+    drop(crashing);
+    let status = api.get("flaky").await.unwrap().status.unwrap();
+    let (cms, jobs) = owned_names(client, ns, "flaky").await;
+    (status, cms, jobs)
+}
+
+/// A run of FLAKY whose split 2 failed, then a retry asked for while no operator runs (so the
+/// next one started sees it first); the gate is open, so the retry passes.
+struct Requested {
+    client: Client,
+    ns: TestNamespace,
+    api: Api<Workflow>,
+    first: RanPod,
+    /// Kept for the test's length: the pods mount it.
+    _gate: tempfile::TempDir,
+}
+
+async fn failed_then_retry_requested(prefix: &str) -> Requested {
+    let (client, ns) = real_setup(prefix).await;
     let operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     let gate = host_dir();
     let api: Api<Workflow> = ns.api();
@@ -343,30 +370,87 @@ async fn an_operator_stopped_between_a_retry_request_and_its_job_acts_on_it_once
     .await
     .unwrap();
     let first = first_attempt_fails(&client, &ns.name, &api).await;
-    // No operator runs when the request is made; the next one stops once it has made the
-    // retry's ConfigMap, before its Job.
     operator.kill();
     std::fs::write(gate.path().join("go"), "").unwrap();
     patch_spec(&api, "flaky", json!({"retry": {"request": 1}})).await;
-    let mut crashing = Operator::start_real_with(
-        OPERATOR,
-        &ns.name,
-        &[("ROIERGASIAS_TEST_CRASH_AFTER", "configmap:2")],
-    );
-    let code = crashing.exited(REAL).await;
-    assert_eq!(code, Some(CRASHED), "{}", crashing.log());
-    drop(crashing);
-    let (cms, jobs) = owned_names(&client, &ns.name, "flaky").await;
-    assert_eq!(jobs, ["flaky-1-node1", "flaky-2-node2"], "no retry Job yet");
-    assert_eq!(cms.len(), 3, "the retry's ConfigMap was made: {cms:?}");
+    Requested {
+        client,
+        ns,
+        api,
+        first,
+        _gate: gate,
+    }
+}
+
+/// The Retried Events of the run, each a (reason, note).
+async fn retried_events(client: &Client, ns: &str) -> Vec<(String, String)> {
+    wait_events(client, ns, "flaky", &["Retried", "Succeeded"]).await;
+    let events = event_reasons(client, ns, "flaky").await;
+    events.into_iter().filter(|(r, _)| r == "Retried").collect()
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn an_operator_stopped_after_a_retry_request_before_acting_acts_on_it_once() {
+    let Requested {
+        client,
+        ns,
+        api,
+        first,
+        _gate,
+    } = failed_then_retry_requested("real-retry-crash").await;
+    // Stopped once it has decided to retry, before it writes, creates or publishes anything.
+    let (status, cms, jobs) = crash_at(&client, &ns.name, &api, "retry:2").await;
+    assert_eq!(status.last_retry, None, "{status:#?}");
+    assert_eq!((cms.len(), jobs.len()), (2, 2), "{cms:?} {jobs:?}");
 
     let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
     retry_succeeds(&client, &ns.name, &api, &first).await;
-    wait_events(&client, &ns.name, "flaky", &["Retried", "Succeeded"]).await;
+    let retried = retried_events(&client, &ns.name).await;
+    assert_eq!(retried.len(), 1, "{retried:?}");
     assert_eq!(
         event_count(&client, &ns.name, "flaky", "Retried").await,
         1,
-        "{:?}",
-        event_reasons(&client, &ns.name, "flaky").await
+        "{retried:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask test"]
+async fn an_operator_stopped_once_the_retry_job_exists_adopts_it_and_records_the_request_once() {
+    let Requested {
+        client,
+        ns,
+        api,
+        first,
+        _gate,
+    } = failed_then_retry_requested("real-retry-job").await;
+    // Stopped once the retry's Job exists, before the request is recorded as acted on.
+    let (status, cms, jobs) = crash_at(&client, &ns.name, &api, "job:2").await;
+    assert_eq!(status.last_retry, None, "{status:#?}");
+    assert_eq!(cms.len(), 3, "{cms:?}");
+    assert_eq!(
+        jobs,
+        ["flaky-1-node1", "flaky-2-node2", "flaky-2-node2-retry2"]
+    );
+    let made = ns.api::<Job>().get("flaky-2-node2-retry2").await.unwrap();
+
+    let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
+    retry_succeeds(&client, &ns.name, &api, &first).await;
+    let kept = ns.api::<Job>().get("flaky-2-node2-retry2").await.unwrap();
+    assert_eq!(
+        kept.uid(),
+        made.uid(),
+        "the retry's Job adopted, not re-created"
+    );
+    // Each operator that decided the retry published its Event before the status recorded it
+    // (operator 0.2.0): the one stopped here did too, so there may be two, both of request 1.
+    let retried = retried_events(&client, &ns.name).await;
+    assert!(
+        (1..=2).contains(&retried.len())
+            && retried
+                .iter()
+                .all(|(_, note)| note == "retry 1: split 2/3 runs again as attempt 2"),
+        "{retried:?}"
     );
 }
