@@ -21,7 +21,7 @@ use crate::observe::satisfy;
 use crate::telemetry::HandoffKey;
 use crate::transition;
 use crate::workflow::{
-    self, Decision, Effects, Handoff, Input, Object, Observed, Step, Wake, decide,
+    self, Decision, Effects, Handoff, Input, Note, Object, Observed, Step, Wake, decide,
 };
 
 /// Decisions per reconcile at most: a hand-off is six (the Job, the advance, the plan, the
@@ -125,6 +125,9 @@ struct Run<'a, C> {
     /// Its status, or the transition decided but not yet written.
     status: WorkflowStatus,
     deferred: bool,
+    /// The Events of the deferred transitions, published once their status is written: a
+    /// controller stopped before that decides them again, so each is published once.
+    deferred_events: Vec<Note>,
     observed: Observed,
 }
 
@@ -135,6 +138,7 @@ impl<'a, C: Cluster> Run<'a, C> {
             ctx,
             status: workflow.status_or_default(),
             deferred: false,
+            deferred_events: Vec::new(),
             observed: Observed::default(),
         }
     }
@@ -192,7 +196,7 @@ impl<'a, C: Cluster> Run<'a, C> {
             }
             Decision::Defer(effects) => {
                 self.before(&effects);
-                self.publish(&effects);
+                self.deferred_events.extend(effects.events);
                 if let Some(status) = effects.status {
                     self.status = *status;
                     self.deferred = true;
@@ -222,6 +226,7 @@ impl<'a, C: Cluster> Run<'a, C> {
                     Some(status) => self.write(status).await?,
                     None => self.write_deferred().await?,
                 }
+                self.publish_deferred();
                 self.publish(&effects);
                 Ok(Some(wake))
             }
@@ -292,16 +297,23 @@ impl<'a, C: Cluster> Run<'a, C> {
         Ok(())
     }
 
-    async fn write_deferred(&self) -> Result<(), Error> {
-        match self.deferred {
-            true => self.write(&self.status).await,
-            false => Ok(()),
+    async fn write_deferred(&mut self) -> Result<(), Error> {
+        if self.deferred {
+            self.write(&self.status).await?;
+        }
+        self.publish_deferred();
+        Ok(())
+    }
+
+    fn publish_deferred(&mut self) {
+        for note in std::mem::take(&mut self.deferred_events) {
+            self.ctx.cluster.publish(self.workflow, &note);
         }
     }
 
     /// Before a retry: the deferred transition, if any, is written with a message saying what is
     /// retried, so nothing decided is lost even if the pod it came from goes away.
-    async fn record_retry(&self, error: &Error, now: &Time) {
+    async fn record_retry(&mut self, error: &Error, now: &Time) {
         let Some(Decision::Write(effects, _)) =
             workflow::retrying(&self.input(now), &error.to_string())
         else {
@@ -314,6 +326,7 @@ impl<'a, C: Cluster> Run<'a, C> {
             warn!(error = %also, "could not record the error in status before retrying");
             return;
         }
+        self.publish_deferred();
         self.publish(&effects);
     }
 }

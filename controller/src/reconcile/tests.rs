@@ -606,6 +606,10 @@ async fn retry_to_the_end(crash_after: Option<usize>) {
         ],
         "{at}"
     );
+    // Published with the status that records the retry: once, unless the operator died between
+    // that write (the 3rd) and the publish, like any Event.
+    let retried = reasons(&fake).iter().filter(|r| **r == "Retried").count();
+    assert_eq!(retried, usize::from(crash_after != Some(3)), "{at}");
     let status = fake.status();
     let last = status.last_retry.expect("acted on");
     assert_eq!((last.request, last.accepted), (1, true), "{at}");
