@@ -390,7 +390,18 @@ async fn logs_show_every_split_in_order() {
     let _operator = Operator::start_real(operator_bin(), &ns.name, &[]);
     let n = ns.name.as_str();
     submitted(n, "talk", THREE).await;
-    let (followed, _) = expect_code(&cli(&["logs", "talk", "-f", "-n", n]).await, 0, "logs -f");
+    // Watched and followed together, while the splits run.
+    let (watch, follow) = (["watch", "talk", "-n", n], ["logs", "talk", "-f", "-n", n]);
+    let (watched, followed) = tokio::join!(cli(&watch), cli(&follow));
+    let (watched, _) = expect_code(&watched, 0, "watch");
+    for split in ["split 1/3", "split 2/3", "split 3/3"] {
+        let done = watched
+            .lines()
+            .any(|l| l.contains(split) && l.contains("Succeeded"));
+        assert!(done, "{split} Succeeded:\n{watched}");
+    }
+    assert!(watched.contains("workflow talk Succeeded"), "{watched}");
+    let (followed, _) = expect_code(&followed, 0, "logs -f");
     let (after, _) = expect_code(&cli(&["logs", "talk", "-n", n]).await, 0, "logs");
     for stdout in [&followed, &after] {
         let lines: Vec<&str> = stdout.lines().collect();

@@ -7,23 +7,15 @@ use std::time::Duration;
 use crate::OPERATOR;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use roiergasias_crd::{MachineState, Phase, Workflow};
 use roiergasias_testkit::workflow::*;
 use roiergasias_testkit::{Operator, wait_deleted};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const DONE: Duration = Duration::from_secs(60);
 /// Exit code of a test crash point.
 const CRASHED: i32 = 86;
-
-/// Changes the Workflow's spec as `kubectl patch --type=merge` would.
-async fn patch_spec(api: &Api<Workflow>, name: &str, spec: Value) {
-    let patch = json!({ "spec": spec });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("patching {name}'s spec with {patch}: {e}"));
-}
 
 fn at(wf: &Workflow) -> (Option<MachineState>, Option<u32>) {
     let status = wf.status.clone().unwrap_or_default();

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use roiergasias_crd::{Phase, Workflow};
 use serde_json::json;
 
 use crate::OPERATOR;
 use roiergasias_testkit::TestNamespace;
+use roiergasias_testkit::real::{RanPod, pods_of, sleeping, wait_file};
 use roiergasias_testkit::workflow::{wait_phase, workflow};
 use roiergasias_testkit::{Operator, RUNNER_IMAGE, until};
 
@@ -34,29 +35,6 @@ fn example(file: &str) -> Workflow {
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The pods of Job `job`, with their node and logs.
-async fn pods_of(client: &Client, ns: &str, job: &str) -> Vec<(String, String)> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for pod in list.items {
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        let logs = pods
-            .logs(&pod.name_any(), &LogParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("logs of {}: {e}", pod.name_any()));
-        out.push((node, logs));
-    }
-    out
-}
-
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask test"]
 async fn the_original_operators_hello_world_manifest_runs_unchanged_on_a_real_node() {
@@ -72,7 +50,7 @@ async fn the_original_operators_hello_world_manifest_runs_unchanged_on_a_real_no
     wait_phase(&api, "roiergasias-demo", Phase::Succeeded, REAL).await;
     let pods = pods_of(&client, &ns.name, "roiergasias-demo").await;
     assert_eq!(pods.len(), 1, "{pods:?}");
-    let (node, logs) = &pods[0];
+    let RanPod { node, logs, .. } = &pods[0];
     assert!(node.starts_with("real-node"), "ran on {node}");
     for line in [
         "Welcome to roiergasias! Hello, world.",
@@ -105,8 +83,8 @@ async fn each_split_runs_on_the_real_node_of_its_label_and_outputs_travel_betwee
     ] {
         let pods = pods_of(&client, &ns.name, job).await;
         assert_eq!(pods.len(), 1, "{job}: {pods:?}");
-        assert_eq!(pods[0].0, node, "{job} ran on the node its label names");
-        logs.push(pods[0].1.clone());
+        assert_eq!(pods[0].node, node, "{job} ran on the node its label names");
+        logs.push(pods[0].logs.clone());
     }
     assert!(
         logs[1].contains("received: Warm greetings from node1"),
@@ -216,24 +194,6 @@ async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothin
     let _ = client;
 }
 
-async fn wait_file(path: &Path, within: Duration) {
-    let what = format!("{} to appear", path.display());
-    until(&what, within, || {
-        std::future::ready(if path.exists() { Ok(()) } else { Err("absent") })
-    })
-    .await;
-}
-
-/// Whether a `sleep <marker>` runs anywhere on this host (the real nodes' containers are its processes).
-fn sleeping(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-            c.split(|b| *b == 0).collect::<Vec<_>>()
-                == [b"sleep".as_slice(), marker.as_bytes(), b""]
-        })
-    })
-}
-
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask test"]
 async fn the_default_pod_passes_restricted_pod_security_and_its_commands_run_on_a_read_only_root() {
@@ -269,11 +229,11 @@ task:
     wait_phase(&api, "locked", Phase::Succeeded, REAL).await;
     let first = pods_of(&client, &ns.name, "locked-1-node1").await;
     assert!(
-        first[0].1.contains("tmp is writable as uid 65532"),
+        first[0].logs.contains("tmp is writable as uid 65532"),
         "{first:?}"
     );
     let second = pods_of(&client, &ns.name, "locked-2-node2").await;
-    assert!(second[0].1.contains("node2 got 65532"), "{second:?}");
+    assert!(second[0].logs.contains("node2 got 65532"), "{second:?}");
 }
 
 /// A cluster-wide object deleted when dropped.
@@ -375,10 +335,10 @@ async fn the_machine_learning_example_runs_on_both_real_nodes_sharing_a_volume()
         ("roiergasias-aws-3-node2", "real-node2"),
     ] {
         let pods = pods_of(&client, &ns.name, job).await;
-        assert_eq!(pods[0].0, node, "{job}");
+        assert_eq!(pods[0].node, node, "{job}");
     }
     let last = pods_of(&client, &ns.name, "roiergasias-aws-3-node2").await;
-    let logs = &last[0].1;
+    let logs = &last[0].logs;
     assert!(
         logs.contains("Completed evaluating machine learning model: test accuracy 0."),
         "{logs}"
