@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use roiergasias_crd::Workflow;
 use tracing::{info, warn};
 
@@ -25,12 +25,13 @@ use crate::reconcile::{error_policy, reconcile};
 /// Resolves when the operator is asked to stop.
 pub type Shutdown = Shared<BoxFuture<'static, ()>>;
 
-/// Runs the controllers for `namespaces` (all when empty) until `shutdown`.
+/// Runs the controllers for `namespaces` (all when empty) until `shutdown`, each running at most
+/// `max_reconciles` reconciles at once (0: no limit).
 pub async fn run(
     client: Client,
     recorder: Recorder,
     settings: &Settings,
-    namespaces: Vec<String>,
+    (namespaces, max_reconciles): (Vec<String>, u16),
     shutdown: Shutdown,
 ) {
     let scopes: Vec<Option<String>> = match namespaces.is_empty() {
@@ -40,7 +41,10 @@ pub async fn run(
     let mut cache = Cache::default();
     let controllers: Vec<Controller<Workflow>> = scopes
         .iter()
-        .map(|scope| controller_for(&client, scope.as_deref(), &mut cache, &shutdown))
+        .map(|scope| {
+            controller_for(&client, scope.as_deref(), &mut cache, &shutdown)
+                .with_config(controller::Config::default().concurrency(max_reconciles))
+        })
         .collect();
     let stores: Vec<Store<Workflow>> = controllers.iter().map(Controller::store).collect();
     let cluster = KubeCluster::new(client, cache, recorder, settings.metrics.clone());
@@ -99,10 +103,23 @@ fn controller_for(
     let jobs: Api<Job> = api(client, scope);
     let pods: Api<Pod> = api(client, scope);
     let (job_events, pod_events, workflow_of) = cache.watch(jobs, pods, &owned);
-    Controller::new(api::<Workflow>(client, scope), watcher::Config::default())
+    let (store, writer) = reflector::store();
+    let workflows = watcher(api::<Workflow>(client, scope), watcher::Config::default())
+        .default_backoff()
+        .modify(slim_workflow)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(workflows, store)
         .owns_stream(job_events)
         .watches_stream(pod_events, workflow_of)
         .graceful_shutdown_on(shutdown.clone())
+}
+
+/// The cached Workflow keeps what the reconcile reads: never its managed fields or annotations
+/// (`kubectl apply` keeps a second copy of the whole spec in one).
+fn slim_workflow(workflow: &mut Workflow) {
+    workflow.metadata.managed_fields = None;
+    workflow.metadata.annotations = None;
 }
 
 /// Resolves on a shutdown that comes before every Workflow cache is filled. kube holds reconciles
