@@ -13,9 +13,11 @@ use serde_json::json;
 
 use crate::OPERATOR;
 use roiergasias_testkit::TestNamespace;
-use roiergasias_testkit::real::{RanPod, pods_of, sleeping, wait_file};
+use roiergasias_testkit::real::{
+    RanPod, host_dir, host_dir_template, pods_of, sleeping, wait_file,
+};
 use roiergasias_testkit::workflow::{wait_phase, workflow};
-use roiergasias_testkit::{Operator, RUNNER_IMAGE, until};
+use roiergasias_testkit::{Operator, until};
 
 /// Real pods start in seconds, not at once as on kwok.
 const REAL: Duration = Duration::from_secs(180);
@@ -128,12 +130,7 @@ async fn a_command_failing_on_a_real_node_fails_the_workflow_with_the_runners_me
 async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothing_running() {
     let (client, ns) = real_setup("real-term").await;
     let _operator = Operator::start_real(OPERATOR, &ns.name, &[]);
-    let witness = tempfile::tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(
-        witness.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    let witness = host_dir();
     // A sleep whose length marks it, so the test can look for it among the host's processes.
     let marker = format!("{}", 7000 + std::process::id() % 1000);
     let script = format!(
@@ -143,19 +140,7 @@ async fn deleting_a_running_workflow_sends_its_command_sigterm_and_leaves_nothin
         "version: 0.1\ntask:\n  - sequential:\n      - shell:\n          - {}\n",
         json!(script)
     );
-    let template = json!({"spec": {"backoffLimit": 0, "template": {"spec": {
-        "restartPolicy": "Never",
-        "containers": [{
-            "name": "roiergasias",
-            "image": RUNNER_IMAGE,
-            "command": ["/root/roiergasias", "run", "--file=/root/hello-world/hello-world.yaml"],
-            "volumeMounts": [
-                {"name": "yaml", "mountPath": "/root/hello-world"},
-                {"name": "witness", "mountPath": "/witness"},
-            ],
-        }],
-        "volumes": [{"name": "witness", "hostPath": {"path": witness.path(), "type": "Directory"}}],
-    }}}});
+    let template = host_dir_template(witness.path(), "/witness");
     let api: Api<Workflow> = ns.api();
     api.create(
         &PostParams::default(),
