@@ -1,6 +1,9 @@
 //! Leader election through a coordination.k8s.io Lease (kube-lease-manager):
 //! the controller runs only while this replica holds the Lease, so two
-//! replicas never reconcile at once.
+//! replicas never reconcile at once. The leader stops its controller when a renewal has not been
+//! accepted within the renew deadline (see [`renewal`]), before its Lease may run out.
+
+mod renewal;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +13,9 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use renewal::{Renewals, Timings, lease_client};
 
 pub const DEFAULT_LEASE_NAME: &str = "roiergasias-operator";
 /// Seconds a Lease stays valid without renewal; a standby takes over at most
@@ -44,7 +50,7 @@ pub struct LeaderConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     #[error(
-        "invalid leader election timing: the lease duration ({duration}s) must be greater than the renewal grace ({grace}s), and both above zero"
+        "invalid leader election timing: the lease duration ({duration}s) must exceed the renewal grace ({grace}s) by 2s or more, and both be above zero"
     )]
     Timing { duration: u64, grace: u64 },
     #[error("invalid leader election identity {0:?}: it must be non-empty")]
@@ -66,7 +72,8 @@ impl LeaderConfig {
     /// Checked up front because kube-lease-manager panics on bad timings.
     pub fn validate(&self) -> Result<(), LeaderError> {
         let (duration, grace) = (self.lease_duration_secs, self.grace_secs);
-        if duration == 0 || grace == 0 || grace >= duration {
+        // The renew deadline (duration - grace) needs a renewal halfway through it: 2 s at least.
+        if duration == 0 || grace == 0 || duration < grace.saturating_add(2) {
             return Err(LeaderError::Timing { duration, grace });
         }
         if self.identity.trim().is_empty() {
@@ -107,8 +114,10 @@ pub enum LeaderExit {
 }
 
 /// Runs the future made by `controller` only while this replica holds the
-/// Lease: started on acquiring it, dropped (cancelled) on losing it or on any
-/// error talking to the Lease, and started afresh on re-acquiring it.
+/// Lease: started on acquiring it, dropped (cancelled) on losing it, on any
+/// error talking to the Lease, or when no renewal was accepted within the renew
+/// deadline (the Lease duration less the grace), and started afresh on
+/// re-acquiring it.
 /// `ready` is true while this replica takes part in the election, leading or
 /// standing by (a standby that is never ready would hang a rolling update of
 /// a one-replica Deployment); false while the Lease cannot be reached and after
@@ -127,13 +136,17 @@ where
 {
     config.validate()?;
     tokio::pin!(shutdown);
+    let timings = Timings::of(config);
+    let renewals = Renewals::default();
+    let client = lease_client(client, timings.request_timeout, renewals.clone());
     let mut retry = retry_delays();
     ready.send_replace(false);
 
     loop {
+        renewals.clear();
         let built = tokio::select! {
             _ = &mut shutdown => return Ok(LeaderExit::Shutdown),
-            built = build_manager(client.clone(), config) => built,
+            built = build_manager(client.clone(), config, timings.library_grace) => built,
         };
         let manager = match built {
             Ok(manager) => manager,
@@ -146,35 +159,16 @@ where
             }
         };
 
-        let mut running: Option<Pin<Box<Fut>>> = None;
         ready.send_replace(true);
-        let exit = loop {
-            tokio::select! {
-                _ = &mut shutdown => break Some(LeaderExit::Shutdown),
-                _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
-                    tracing::warn!("the controller stopped by itself while leading");
-                    break Some(LeaderExit::ControllerEnded);
-                }
-                changed = manager.changed() => match changed {
-                    Ok(true) => {
-                        tracing::info!(identity = %config.identity, lease = %config.lease_name, "acquired the Lease; starting the controller");
-                        retry = retry_delays();
-                        running = Some(Box::pin(controller()));
-                    }
-                    Ok(false) => {
-                        tracing::warn!(identity = %config.identity, lease = %config.lease_name, "lost the Lease; stopping the controller");
-                        running = None;
-                    }
-                    Err(error) => {
-                        // Leadership can no longer be confirmed: stop reconciling
-                        // before the Lease may expire, then start over.
-                        tracing::warn!(%error, lease = %config.lease_name, "leader election failed; stopping the controller and retrying");
-                        break None;
-                    }
-                },
-            }
+        let term = Term {
+            manager: &manager,
+            config,
+            timings,
+            renewals: &renewals,
         };
-        drop(running);
+        let exit = term
+            .run(shutdown.as_mut(), &mut controller, &mut retry)
+            .await;
         ready.send_replace(false);
 
         match exit {
@@ -193,16 +187,96 @@ where
     }
 }
 
+/// One Lease manager's time in the election, leading or standing by.
+struct Term<'a> {
+    manager: &'a LeaseManager,
+    config: &'a LeaderConfig,
+    timings: Timings,
+    renewals: &'a Renewals,
+}
+
+impl Term<'_> {
+    /// Until shutdown or the controller's end (`Some`), or until leadership can no longer be
+    /// confirmed (`None`: start over); the controller is dropped before it returns.
+    async fn run<F, Fut>(
+        &self,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+        controller: &mut F,
+        retry: &mut ExponentialBackoff,
+    ) -> Option<LeaderExit>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (config, manager) = (self.config, self.manager);
+        let mut running: Option<Pin<Box<Fut>>> = None;
+        let mut acquired = Instant::now();
+        // Kept across iterations: dropping it mid-renewal would cancel the renewal.
+        let mut changed = Box::pin(manager.changed());
+        loop {
+            let deadline = self.deadline(acquired);
+            tokio::select! {
+                _ = &mut shutdown => return Some(LeaderExit::Shutdown),
+                _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                    tracing::warn!("the controller stopped by itself while leading");
+                    return Some(LeaderExit::ControllerEnded);
+                }
+                _ = tokio::time::sleep_until(deadline), if running.is_some() => {
+                    if Instant::now() >= self.deadline(acquired) {
+                        tracing::warn!(identity = %config.identity, lease = %config.lease_name,
+                            renew_deadline = ?self.timings.renew_deadline,
+                            "no Lease renewal accepted within the renew deadline; stopping the controller before the Lease may expire");
+                        return None;
+                    }
+                }
+                result = &mut changed => {
+                    changed = Box::pin(manager.changed());
+                    match result {
+                        Ok(true) => {
+                            tracing::info!(identity = %config.identity, lease = %config.lease_name, "acquired the Lease; starting the controller");
+                            *retry = retry_delays();
+                            acquired = Instant::now();
+                            running = Some(Box::pin(controller()));
+                        }
+                        Ok(false) => {
+                            tracing::warn!(identity = %config.identity, lease = %config.lease_name, "lost the Lease; stopping the controller");
+                            running = None;
+                        }
+                        Err(error) => {
+                            // Leadership can no longer be confirmed: stop reconciling
+                            // before the Lease may expire, then start over.
+                            tracing::warn!(%error, lease = %config.lease_name, "leader election failed; stopping the controller and retrying");
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The renew deadline from the last accepted Lease write (or, if there was none, as when
+    /// the Lease already named this replica, from its acquisition).
+    fn deadline(&self, acquired: Instant) -> Instant {
+        let last = self
+            .renewals
+            .last()
+            .map(Instant::from_std)
+            .unwrap_or(acquired);
+        last + self.timings.renew_deadline
+    }
+}
+
 async fn build_manager(
     client: Client,
     config: &LeaderConfig,
+    library_grace: u64,
 ) -> kube_lease_manager::Result<LeaseManager> {
     LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.lease_namespace)
         .with_identity(&config.identity)
         .with_field_manager(format!("roiergasias-operator-{}", config.identity))
         .with_duration(config.lease_duration_secs)
-        .with_grace(config.grace_secs)
+        .with_grace(library_grace)
         .build()
         .await
 }
@@ -221,7 +295,108 @@ async fn sleep_or_shutdown(
 
 #[cfg(test)]
 mod tests {
+    use super::renewal::fake::FakeLease;
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::SystemTime;
+
+    /// Sends `true` while alive, `false` once dropped: stands in for the controller.
+    struct Running(watch::Sender<bool>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.send_replace(false);
+        }
+    }
+
+    async fn until_value(rx: &mut watch::Receiver<bool>, value: bool, what: &str) {
+        tokio::time::timeout(Duration::from_secs(15), rx.wait_for(|v| *v == value))
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 15 s"))
+            .expect("the sender lives");
+    }
+
+    /// The Lease's renewTime plus its duration, as the standby computes its expiry.
+    fn expiry(fake: &FakeLease) -> SystemTime {
+        let lease = fake.lease.lock().unwrap().clone().expect("a Lease");
+        let renewed = lease["spec"]["renewTime"].as_str().expect("renewed");
+        let renewed: k8s_openapi::jiff::Timestamp = renewed.parse().unwrap();
+        let duration = lease["spec"]["leaseDurationSeconds"].as_u64().unwrap();
+        SystemTime::from(renewed) + Duration::from_secs(duration)
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_renewals_hang_stops_before_its_lease_may_expire_and_leads_again_after()
+    {
+        let fake = Arc::new(FakeLease::default());
+        let config = LeaderConfig {
+            lease_name: "lease".into(),
+            lease_namespace: "ns".into(),
+            identity: "a".into(),
+            lease_duration_secs: 4,
+            grace_secs: 2,
+        };
+        let (ready_tx, mut ready) = watch::channel(false);
+        let (running_tx, mut running) = watch::channel(false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let client = fake.client();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            run_while_leading(client, &config, &ready_tx, shutdown, || {
+                let guard = Running(running_tx.clone());
+                guard.0.send_replace(true);
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await
+                }
+            })
+            .await
+        });
+        until_value(&mut running, true, "the only replica leads").await;
+        // Renewals go on (every second with these timings) and the controller with them.
+        let renewed = fake.patches.load(Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while fake.patches.load(Ordering::SeqCst) < renewed + 2 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("two renewals");
+        assert!(*running.borrow(), "still leading after renewals");
+
+        fake.hung.store(true, Ordering::SeqCst);
+        let cut = std::time::Instant::now();
+        let lease_ends = expiry(&fake);
+        until_value(&mut running, false, "the cut-off leader stops").await;
+        let (took, at) = (cut.elapsed(), SystemTime::now());
+        assert!(
+            at < lease_ends,
+            "stopped {took:?} after the cut, before the Lease may expire"
+        );
+        assert!(
+            took <= Duration::from_secs(2) + Duration::from_millis(500),
+            "{took:?}"
+        );
+        until_value(
+            &mut ready,
+            false,
+            "not ready while the Lease cannot be reached",
+        )
+        .await;
+
+        // Reachable again, the Lease still naming it: it leads again.
+        fake.hung.store(false, Ordering::SeqCst);
+        until_value(&mut running, true, "leading again").await;
+        stop.send(()).unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert_eq!(
+            exit.expect("prompt").unwrap().unwrap(),
+            LeaderExit::Shutdown
+        );
+        assert_eq!(fake.holder(), None, "released on shutdown");
+    }
 
     #[test]
     fn identity_prefers_pod_name_then_hostname_and_pid() {
