@@ -2,7 +2,11 @@
 
 mod engine;
 mod figures;
+mod floor;
 mod operator;
+mod plot;
+mod pods;
+mod process;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,12 +20,19 @@ pub enum BenchCommand {
     Engine,
     /// The operator on the test cluster: hand-off latency, API writes, memory.
     Operator(operator::OperatorArgs),
+    /// The floor `bench operator` measures the operator against (it starts this itself): creates
+    /// ConfigMap and Job n+1 of each chain when Job n is Complete, and nothing else.
+    Floor(floor::FloorArgs),
+    /// A PNG of `bench operator --json` files: hand-off latency and memory against workflows.
+    Plot(plot::PlotArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Engine => engine::run(),
         BenchCommand::Operator(args) => operator::run(&args),
+        BenchCommand::Floor(args) => floor::run(&args),
+        BenchCommand::Plot(args) => plot::run(&args),
     }
 }
 

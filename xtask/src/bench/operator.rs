@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,17 +36,17 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use roiergasias_crd::{Phase, Workflow, WorkflowSpec, WorkflowYaml};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use prometheus_parse::{Sample, Scrape, Value};
 use roiergasias_testkit::{self as testkit, http as local_http};
 
 use super::figures::{self, Figures};
+use super::process::{DriverProcess, MemoryNow};
+use super::{floor, pods};
 
 use crate::cluster::Cluster;
 
 const SPLITS: usize = 3;
-const MAX_WORKFLOWS: u64 = 5000;
+pub(super) const MAX_WORKFLOWS: u64 = 5000;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_VERBS: [&str; 6] = [
     "POST",
@@ -58,7 +57,7 @@ const WRITE_VERBS: [&str; 6] = [
     "DELETECOLLECTION",
 ];
 
-const WORKFLOW_YAML: &str = r#"version: 0.1
+pub(super) const WORKFLOW_YAML: &str = r#"version: 0.1
 environment:
   - greeting: "hello"
 task:
@@ -77,10 +76,14 @@ task:
 
 #[derive(clap::Args)]
 pub struct OperatorArgs {
-    /// Three-split workflows created at once.
-    #[arg(long, env = "ROIERGASIAS_BENCH_WORKFLOWS", default_value_t = 200,
+    /// Three-split workflows created at once (default 200; 20 with --real).
+    #[arg(long, env = "ROIERGASIAS_BENCH_WORKFLOWS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_WORKFLOWS))]
-    workflows: u64,
+    workflows: Option<u64>,
+    /// Run on the real nodes (the cluster must have them): real pods of the runner image, and
+    /// the gap from pod n's exit to pod n+1's start.
+    #[arg(long)]
+    real: bool,
     /// Also write the figures as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -90,7 +93,9 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         figures::check_writable(path)?;
     }
-    let workflows = usize::try_from(args.workflows)?;
+    let nodes = if args.real { Nodes::Real } else { Nodes::Fake };
+    let default = if args.real { 20 } else { 200 };
+    let workflows = usize::try_from(args.workflows.unwrap_or(default))?;
     let operator = match std::env::var_os("ROIERGASIAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
         Some(path) => PathBuf::from(path),
         None => super::release_binary("roiergasias-controller", "roiergasias-operator")?,
@@ -99,7 +104,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<()> {
         Some(path) => (PathBuf::from(path), None),
         None => {
             let cluster = Cluster::from_env()?;
-            let up = cluster.up(crate::cluster::real::wanted_by_env())?;
+            let up = cluster.up(args.real || crate::cluster::real::wanted_by_env())?;
             (up.kubeconfig, (!up.reused).then_some(cluster))
         }
     };
@@ -107,24 +112,18 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(bench(&kubeconfig, &operator, workflows));
+    let result = runtime.block_on(bench(&kubeconfig, &operator, (workflows, nodes)));
     if let Some(cluster) = started {
         cluster.down()?;
     }
-    let report = result?;
-    print_report(&report);
+    let (ours, floor) = result?;
+    print_report(&ours);
+    print_against_floor(&ours.figures(), &floor.figures(), &floor);
     if let Some(path) = &args.json {
-        report.run(&operator).write(path)?;
+        run_figures(&ours, &floor, &operator).write(path)?;
         println!("Figures written to {}", path.display());
     }
     Ok(())
-}
-
-/// Resident memory now: anonymous (heap, thread stacks) and file-backed (the binary, libraries).
-struct MemoryNow {
-    anon_kib: u64,
-    file_kib: u64,
-    threads: u64,
 }
 
 /// What the bench saw of one Job, stamped on arrival.
@@ -138,11 +137,16 @@ struct JobSeen {
 }
 
 struct Report {
+    /// `operator` or `floor`.
+    driver: &'static str,
     workflows: usize,
     succeeded: usize,
     total: Duration,
     handoffs: Vec<Duration>,
     coarse_handoffs: Vec<i64>,
+    /// On real nodes: pod n's exit to pod n+1's start, seen (sorted) and by container times.
+    pod_gaps: Vec<Duration>,
+    coarse_pod_gaps: Vec<i64>,
     operator_histogram: Option<Histogram>,
     operator_writes: BTreeMap<String, f64>,
     /// Bytes of the status patches the operator sent (its own counter).
@@ -188,20 +192,24 @@ impl Report {
             &self.handoffs,
         );
         f.writes_per_split = (self.operator_writes_total() / self.splits() * 100.0).round() / 100.0;
+        f.set_pod_gaps(&self.pod_gaps);
         f.status_bytes_per_write = self.status_bytes_per_write();
         f.peak_rss_mib = self
             .peak_rss_kib
             .map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0);
         f
     }
+}
 
-    fn run(&self, operator: &Path) -> figures::Run {
-        figures::Run {
-            operator: self.figures(),
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_1m: [self.load.0.clone(), self.load.1.clone()],
-            operator_binary: operator.display().to_string(),
-        }
+fn run_figures(ours: &Report, floor: &Report, operator: &Path) -> figures::Run {
+    let (ours_f, floor_f) = (ours.figures(), floor.figures());
+    figures::Run {
+        ratios: figures::Ratios::of(&ours_f, &floor_f),
+        operator: ours_f,
+        floor: floor_f,
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_1m: [ours.load.0.clone(), floor.load.1.clone()],
+        operator_binary: operator.display().to_string(),
     }
 }
 
@@ -213,7 +221,13 @@ fn operator_only(key: &str) -> bool {
         || key.starts_with("workflows")
 }
 
-async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Result<Report> {
+/// The operator's run, then the floor's, each in a namespace of its own; both namespaces are
+/// deleted at the end (a deletion during the floor's run would add to the writes it counts).
+async fn bench(
+    kubeconfig: &Path,
+    operator: &Path,
+    (count, nodes): (usize, Nodes),
+) -> anyhow::Result<(Report, Report)> {
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig)?,
@@ -223,21 +237,55 @@ async fn bench(kubeconfig: &Path, operator: &Path, count: usize) -> anyhow::Resu
     .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
     let client = Client::try_from(config)?;
     testkit::cluster::apply_crds(&client, "roiergasias-bench").await?;
-    let namespace = create_namespace(&client).await?;
-    eprintln!("bench namespace {namespace}: {count} workflows of {SPLITS} splits");
-
-    let result = measure(&client, kubeconfig, operator, &namespace, count).await;
+    let mut namespaces = Vec::new();
+    let result = async {
+        let mut reports = Vec::new();
+        for driver in [Driver::Operator(operator), Driver::Floor] {
+            let namespace = create_namespace(&client, nodes).await?;
+            namespaces.push(namespace.clone());
+            eprintln!(
+                "{}: namespace {namespace}, {count} workflows of {SPLITS} splits",
+                driver.name()
+            );
+            let run = (driver, nodes);
+            reports.push(measure(&client, kubeconfig, run, &namespace, count).await?);
+        }
+        let floor = reports.pop().context("the floor's run")?;
+        let ours = reports.pop().context("the operator's run")?;
+        anyhow::Ok((ours, floor))
+    }
+    .await;
     // Leave nothing behind; the cluster collects the objects in the background.
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&namespace, &DeleteParams::background())
-        .await;
+    for namespace in namespaces {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&namespace, &DeleteParams::background())
+            .await;
+    }
     result
+}
+
+/// What drives the workflows in one run.
+#[derive(Clone, Copy)]
+enum Driver<'a> {
+    /// The operator binary at this path.
+    Operator(&'a Path),
+    /// The floor (`super::floor`), run as this very binary's `bench floor`.
+    Floor,
+}
+
+impl Driver<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Driver::Operator(_) => "operator",
+            Driver::Floor => "floor",
+        }
+    }
 }
 
 async fn measure(
     client: &Client,
     kubeconfig: &Path,
-    operator: &Path,
+    (driver, nodes): (Driver<'_>, Nodes),
     namespace: &str,
     count: usize,
 ) -> anyhow::Result<Report> {
@@ -246,24 +294,117 @@ async fn measure(
         Api::namespaced(client.clone(), namespace),
         jobs.clone(),
     ));
+    let pods: pods::Seen = Arc::default();
+    let pod_watch = (nodes == Nodes::Real).then(|| {
+        tokio::spawn(pods::watch(
+            Api::namespaced(client.clone(), namespace),
+            pods.clone(),
+        ))
+    });
     let phases: Arc<Mutex<HashMap<String, Phase>>> = Arc::default();
     let phase_watch = tokio::spawn(watch_phases(
         Api::namespaced(client.clone(), namespace),
         phases.clone(),
     ));
 
-    let port = local_http::free_port();
-    let log = std::env::temp_dir().join(format!("{namespace}-operator.log"));
-    let mut child = OperatorProcess::start(operator, kubeconfig, namespace, port, &log)?;
-    wait_ready(port, &mut child).await?;
+    let log = std::env::temp_dir().join(format!("{namespace}-{}.log", driver.name()));
+    let (mut child, port) = match driver {
+        Driver::Operator(operator) => {
+            let port = local_http::free_port();
+            let mut child = DriverProcess::operator(
+                operator,
+                kubeconfig,
+                namespace,
+                port,
+                nodes.image(),
+                &log,
+            )?;
+            wait_ready(port, &mut child).await?;
+            (child, Some(port))
+        }
+        Driver::Floor => (
+            DriverProcess::floor(kubeconfig, namespace, count, nodes.image(), &log).await?,
+            None,
+        ),
+    };
     eprintln!(
-        "operator pid {} ready on 127.0.0.1:{port}; log {}",
+        "{} pid {} ready; log {}",
+        driver.name(),
         child.pid(),
         log.display()
     );
 
     let before = apiserver_writes(client).await?;
     let load_before = loadavg();
+    let started = Instant::now();
+    match driver {
+        Driver::Operator(_) => create_workflows(client, namespace, count).await?,
+        Driver::Floor => child.go()?,
+    }
+    let floor = matches!(driver, Driver::Floor);
+    let (succeeded, failed) = wait_finished((&phases, floor), count, &jobs, &mut child).await?;
+    let total = started.elapsed();
+    let load_after = loadavg();
+    let peak_rss_kib = child.peak_rss_kib();
+    let memory_at_end = child.memory_now();
+    let metrics = match port {
+        Some(port) => local_http::get(port, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .ok(),
+        None => None,
+    };
+    let after = apiserver_writes(client).await?;
+    job_watch.abort();
+    phase_watch.abort();
+    if let Some(watch) = pod_watch {
+        watch.abort();
+    }
+    child.stop();
+
+    if failed > 0 {
+        bail!(
+            "{failed} of {count} workflows failed; see `kubectl -n {namespace} get workflow` and {}",
+            log.display()
+        );
+    }
+
+    let workflow_events = operator_event_writes(client, namespace).await?;
+    let jobs = std::mem::take(&mut *jobs.lock().unwrap());
+    let (handoffs, coarse_handoffs) = handoffs(&jobs)?;
+    let (pod_gaps, coarse_pod_gaps) = pods::gaps(&std::mem::take(&mut *pods.lock().unwrap()))?;
+    let metrics = scrape(&metrics.unwrap_or_default());
+    let bench_creates = match driver {
+        Driver::Operator(_) => count as f64,
+        Driver::Floor => 0.0,
+    };
+    let (apiserver, apiserver_failed_writes) = write_deltas(&before, &after, bench_creates);
+
+    Ok(Report {
+        driver: driver.name(),
+        workflows: count,
+        succeeded,
+        total,
+        handoffs,
+        coarse_handoffs,
+        pod_gaps,
+        coarse_pod_gaps,
+        operator_histogram: Histogram::find(&metrics, "roiergasias_split_handoff_seconds"),
+        operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
+        status_patch_bytes: scalar(&metrics, "roiergasias_status_patch_bytes_total"),
+        apiserver_writes: apiserver,
+        apiserver_failed_writes,
+        workflow_events,
+        peak_rss_kib,
+        memory_at_end,
+        namespace: namespace.to_owned(),
+        log,
+        load: (load_before, load_after),
+    })
+}
+
+/// The bench's Workflows, created 50 at a time.
+async fn create_workflows(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
     let workflows: Api<Workflow> = Api::namespaced(client.clone(), namespace);
     let started = Instant::now();
     futures::stream::iter(0..count)
@@ -290,39 +431,22 @@ async fn measure(
         "created {count} workflows in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
-    let (succeeded, failed) = wait_finished(&phases, count, &jobs, &mut child).await?;
-    let total = started.elapsed();
-    let load_after = loadavg();
-    let peak_rss_kib = child.peak_rss_kib();
-    let memory_at_end = child.memory_now();
-    let metrics = local_http::get(port, "/metrics")
-        .await
-        .map(|(_, body)| body)
-        .ok();
-    let after = apiserver_writes(client).await?;
-    job_watch.abort();
-    phase_watch.abort();
-    child.stop();
-
-    if failed > 0 {
-        bail!(
-            "{failed} of {count} workflows failed; see `kubectl -n {namespace} get workflow` and {}",
-            log.display()
-        );
-    }
-
-    let workflow_events = operator_event_writes(client, namespace).await?;
-    let jobs = std::mem::take(&mut *jobs.lock().unwrap());
-    let (handoffs, coarse_handoffs) = handoffs(&jobs)?;
-    let metrics = scrape(&metrics.unwrap_or_default());
+/// The API server's writes between two readings, by resource label, less `bench_creates`
+/// successful Workflow creates (the bench's own); and the non-2xx writes.
+fn write_deltas(
+    before: &BTreeMap<RequestKey, f64>,
+    after: &BTreeMap<RequestKey, f64>,
+    mut bench_creates: f64,
+) -> (BTreeMap<String, f64>, f64) {
     let mut apiserver = BTreeMap::new();
-    let mut apiserver_failed_writes = 0.0;
-    let mut bench_creates = count as f64;
-    for (key, after_value) in &after {
+    let mut failed = 0.0;
+    for (key, after_value) in after {
         let mut delta = after_value - before.get(key).copied().unwrap_or(0.0);
         if !key.code.starts_with('2') {
-            apiserver_failed_writes += delta;
+            failed += delta;
         }
         // The bench's own (successful) creates are not the operator's.
         if key.resource == "workflows"
@@ -338,115 +462,36 @@ async fn measure(
             *apiserver.entry(key.resource_label()).or_insert(0.0) += delta;
         }
     }
-
-    Ok(Report {
-        workflows: count,
-        succeeded,
-        total,
-        handoffs,
-        coarse_handoffs,
-        operator_histogram: Histogram::find(&metrics, "roiergasias_split_handoff_seconds"),
-        operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
-        status_patch_bytes: scalar(&metrics, "roiergasias_status_patch_bytes_total"),
-        apiserver_writes: apiserver,
-        apiserver_failed_writes,
-        workflow_events,
-        peak_rss_kib,
-        memory_at_end,
-        namespace: namespace.to_owned(),
-        log,
-        load: (load_before, load_after),
-    })
+    (apiserver, failed)
 }
 
-async fn create_namespace(client: &Client) -> anyhow::Result<String> {
+async fn create_namespace(client: &Client, nodes: Nodes) -> anyhow::Result<String> {
     let name = testkit::unique_name("roiergasias-bench");
-    // On kwok's fake nodes, whether real nodes run or not.
-    testkit::cluster::create_namespace(client, &name, testkit::ON_FAKE_NODES, &[]).await?;
+    testkit::cluster::create_namespace(client, &name, nodes.annotations(), &[]).await?;
     Ok(name)
 }
 
-struct OperatorProcess {
-    child: Child,
+/// Where the pods run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Nodes {
+    /// kwok's fake nodes (whether real nodes run or not): pods "run" at once.
+    Fake,
+    /// The real kubelets (`--real`): real containers of the runner image.
+    Real,
 }
 
-impl OperatorProcess {
-    fn start(
-        binary: &Path,
-        kubeconfig: &Path,
-        namespace: &str,
-        port: u16,
-        log: &Path,
-    ) -> anyhow::Result<Self> {
-        let out =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary)
-            .args(["--namespace", namespace])
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .args([
-                "--leader-election=false",
-                "--runner-image",
-                "roiergasias:bench",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// VmHWM: the peak resident set size of the process so far.
-    fn peak_rss_kib(&self) -> Option<u64> {
-        let pid = i32::try_from(self.pid()).ok()?;
-        procfs::process::Process::new(pid)
-            .ok()?
-            .status()
-            .ok()?
-            .vmhwm
-    }
-
-    fn memory_now(&self) -> Option<MemoryNow> {
-        let pid = i32::try_from(self.pid()).ok()?;
-        let status = procfs::process::Process::new(pid).ok()?.status().ok()?;
-        Some(MemoryNow {
-            anon_kib: status.rssanon?,
-            file_kib: status.rssfile?,
-            threads: status.threads,
-        })
-    }
-
-    /// SIGTERM (graceful shutdown), then SIGKILL if it lingers.
-    fn stop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.pid()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+impl Nodes {
+    fn image(self) -> &'static str {
+        match self {
+            Nodes::Fake => "roiergasias:bench",
+            Nodes::Real => testkit::RUNNER_IMAGE,
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
-}
 
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            self.stop();
+    fn annotations(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Nodes::Fake => testkit::ON_FAKE_NODES,
+            Nodes::Real => testkit::ON_REAL_NODES,
         }
     }
 }
@@ -456,7 +501,7 @@ fn loadavg() -> String {
     procfs::LoadAverage::current().map_or_else(|_| "?".into(), |l| l.one.to_string())
 }
 
-async fn wait_ready(port: u16, child: &mut OperatorProcess) -> anyhow::Result<()> {
+async fn wait_ready(port: u16, child: &mut DriverProcess) -> anyhow::Result<()> {
     testkit::wait::try_until(
         "the operator to answer 200 on /readyz",
         READY_TIMEOUT,
@@ -496,13 +541,7 @@ async fn watch_jobs(api: Api<Job>, seen: Arc<Mutex<HashMap<String, JobSeen>>>) {
         let complete = complete_since(&job);
         let mut seen = seen.lock().unwrap();
         let entry = seen.entry(name.clone()).or_insert_with(|| {
-            let workflow = job
-                .metadata
-                .owner_references
-                .as_ref()
-                .and_then(|o| o.iter().find(|o| o.kind == "Workflow"))
-                .map(|o| o.name.clone())
-                .unwrap_or_default();
+            let workflow = chain_of(&job).unwrap_or_default();
             JobSeen {
                 split: split_index(&name, &workflow).unwrap_or(0),
                 workflow,
@@ -523,6 +562,23 @@ async fn watch_jobs(api: Api<Job>, seen: Arc<Mutex<HashMap<String, JobSeen>>>) {
             entry.completed = since;
         }
     }
+}
+
+/// The Workflow that owns `job`, or the floor's chain it belongs to.
+fn chain_of(job: &Job) -> Option<String> {
+    let owner = job
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.iter().find(|o| o.kind == "Workflow"))
+        .map(|o| o.name.clone());
+    owner.or_else(|| {
+        job.metadata
+            .labels
+            .as_ref()?
+            .get(floor::CHAIN_LABEL)
+            .cloned()
+    })
 }
 
 /// `Some(lastTransitionTime in seconds)` once the Job has `Complete=True`.
@@ -573,23 +629,35 @@ fn finish_timeout(count: usize) -> Duration {
     Duration::from_secs(1800).max(Duration::from_millis(count as u64 * 333))
 }
 
+/// The floor's chains whose last Job was seen Complete.
+fn last_splits_complete(jobs: &HashMap<String, JobSeen>) -> usize {
+    jobs.values()
+        .filter(|j| j.split == SPLITS && j.complete_seen.is_some())
+        .count()
+}
+
+/// Waits until every Workflow (or, for the floor, every chain) has finished.
 async fn wait_finished(
-    phases: &Mutex<HashMap<String, Phase>>,
+    (phases, floor): (&Mutex<HashMap<String, Phase>>, bool),
     count: usize,
     jobs: &Mutex<HashMap<String, JobSeen>>,
-    child: &mut OperatorProcess,
+    child: &mut DriverProcess,
 ) -> anyhow::Result<(usize, usize)> {
     let timeout = finish_timeout(count);
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     loop {
         if let Some(status) = child.exited() {
-            bail!("the operator exited ({status}) during the bench");
+            bail!("the driver exited ({status}) during the bench");
         }
-        let (succeeded, failed) = {
-            let phases = phases.lock().unwrap();
-            let count = |phase| phases.values().filter(|p| **p == phase).count();
-            (count(Phase::Succeeded), count(Phase::Failed))
+        let (succeeded, failed) = match floor {
+            // The floor has no Workflows: a chain is done when its last Job is Complete.
+            true => (last_splits_complete(&jobs.lock().unwrap()), 0),
+            false => {
+                let phases = phases.lock().unwrap();
+                let count = |phase| phases.values().filter(|p| **p == phase).count();
+                (count(Phase::Succeeded), count(Phase::Failed))
+            }
         };
         if succeeded + failed == count {
             return Ok((succeeded, failed));
@@ -854,6 +922,20 @@ fn print_report(r: &Report) {
     } else {
         println!("| Hand-off, operator's histogram | not exported by this operator build |");
     }
+    if !r.pod_gaps.is_empty() {
+        println!(
+            "| Pod n exit → pod n+1 start, watch arrival ({} gaps) | median {}, p99 {}, max {} |",
+            r.pod_gaps.len(),
+            percentile(&r.pod_gaps, 0.5).map_or("-".into(), ms),
+            percentile(&r.pod_gaps, 0.99).map_or("-".into(), ms),
+            percentile(&r.pod_gaps, 1.0).map_or("-".into(), ms),
+        );
+        println!(
+            "| Pod n exit → pod n+1 start, container times (1 s resolution) | median {} s, p99 {} s |",
+            percentile(&r.coarse_pod_gaps, 0.5).map_or("-".into(), |v| v.to_string()),
+            percentile(&r.coarse_pod_gaps, 0.99).map_or("-".into(), |v| v.to_string())
+        );
+    }
     println!(
         "| Hand-off, Kubernetes timestamps (1 s resolution) | median {} s, p99 {} s |",
         percentile(&r.coarse_handoffs, 0.5).map_or("-".into(), |v| v.to_string()),
@@ -930,15 +1012,34 @@ fn print_report(r: &Report) {
     );
 }
 
+fn print_against_floor(ours: &Figures, floor_figures: &Figures, floor: &Report) {
+    println!();
+    println!(
+        "Against the floor (ConfigMap and Job n+1 created when Job n is Complete, no status; \
+         same cluster, run after the operator, {} succeeded):",
+        floor.succeeded
+    );
+    println!();
+    print!("{}", figures::against_floor(ours, floor_figures));
+    print_memory(floor);
+    println!(
+        "Floor namespace {}; floor log {}",
+        floor.namespace,
+        floor.log.display()
+    );
+}
+
 fn print_memory(r: &Report) {
     let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
     println!(
-        "| Operator peak memory (VmHWM) | {} |",
+        "| {} peak memory (VmHWM) | {} |",
+        r.driver,
         r.peak_rss_kib.map_or("-".into(), mib)
     );
     if let Some(m) = &r.memory_at_end {
         println!(
-            "| Operator memory at the end: anonymous (heap, stacks) / file-backed (binary) | {} / {}, {} threads |",
+            "| {} memory at the end: anonymous (heap, stacks) / file-backed (binary) | {} / {}, {} threads |",
+            r.driver,
             mib(m.anon_kib),
             mib(m.file_kib),
             m.threads
