@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use roiergasias_crd::Workflow;
@@ -29,7 +29,7 @@ pub type Shutdown = Shared<BoxFuture<'static, ()>>;
 /// `max_reconciles` reconciles at once (0: no limit).
 pub async fn run(
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
     settings: &Settings,
     (namespaces, max_reconciles): (Vec<String>, u16),
     shutdown: Shutdown,
@@ -47,7 +47,7 @@ pub async fn run(
         })
         .collect();
     let stores: Vec<Store<Workflow>> = controllers.iter().map(Controller::store).collect();
-    let cluster = KubeCluster::new(client, cache, recorder, settings.metrics.clone());
+    let cluster = KubeCluster::new(client, cache, reporter, settings.metrics.clone());
     let ctx = Arc::new(Context::new(cluster, settings));
     let runs = controllers.into_iter().map(|controller| {
         let ctx = ctx.clone();
@@ -102,13 +102,20 @@ fn controller_for(
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let jobs: Api<Job> = api(client, scope);
     let pods: Api<Pod> = api(client, scope);
-    let (job_events, pod_events, workflow_of) = cache.watch(jobs, pods, &owned);
     let (store, writer) = reflector::store();
+    let (job_events, pod_events, workflow_of) = cache.watch((jobs, pods), &owned, store.clone());
+    // A Workflow seen finished drops its Jobs and pods from the caches.
+    let forget = cache.clone();
     let workflows = watcher(api::<Workflow>(client, scope), watcher::Config::default())
         .default_backoff()
         .modify(slim_workflow)
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .inspect(move |workflow| {
+            if let Ok(workflow) = workflow {
+                forget.forget_if_finished(workflow);
+            }
+        });
     Controller::for_stream(workflows, store)
         .owns_stream(job_events)
         .watches_stream(pod_events, workflow_of)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Parser, ValueEnum};
 use futures::FutureExt;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use roiergasias_controller::context::Settings;
 use roiergasias_controller::controllers::{self, Shutdown};
 use roiergasias_controller::crash::CrashPoints;
@@ -169,7 +169,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         controller: "roiergasias-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    // The controllers publish Events as this reporter (see api/events.rs).
+    let recorder = reporter;
     let settings = Arc::new(Settings {
         runner_image: args.runner_image.clone(),
         metrics: metrics.clone(),

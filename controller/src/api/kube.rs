@@ -8,13 +8,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Resource, ResourceExt};
 use roiergasias_crd::{Workflow, WorkflowStatus};
 use serde_json::json;
 use tracing::{Instrument, warn};
 
 use super::Cluster;
+use super::events::Events;
 use crate::cache::{Cache, JOB_UID_LABEL};
 use crate::error::Error;
 use crate::status_patch::{merge_patch, status_patch};
@@ -25,7 +26,7 @@ use crate::workflow::{Created, Note, Object};
 pub struct KubeCluster {
     client: kube::Client,
     cache: Cache,
-    recorder: Recorder,
+    events: Arc<Events>,
     metrics: Arc<Metrics>,
 }
 
@@ -33,13 +34,13 @@ impl KubeCluster {
     pub fn new(
         client: kube::Client,
         cache: Cache,
-        recorder: Recorder,
+        reporter: Reporter,
         metrics: Arc<Metrics>,
     ) -> Self {
         KubeCluster {
+            events: Arc::new(Events::new(client.clone(), reporter)),
             client,
             cache,
-            recorder,
             metrics,
         }
     }
@@ -159,13 +160,13 @@ impl Cluster for KubeCluster {
             action: note.action.into(),
             secondary: note.job.as_deref().map(|job| job_named(workflow, job)),
         };
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
         let metrics = self.metrics.clone();
         let regarding = workflow.object_ref(&());
         let reason = note.reason;
         tokio::spawn(
             async move {
-                match recorder.publish(&event, &regarding).await {
+                match events.publish(&event, &regarding).await {
                     Ok(()) => metrics.count_write(ApiWrite::Event),
                     Err(error) => warn!(%error, reason, "could not publish an Event"),
                 }

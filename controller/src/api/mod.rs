@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod events;
 mod kube;
 
 use std::future::Future;
