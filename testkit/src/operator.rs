@@ -49,6 +49,28 @@ impl Operator {
         Self::spawn(bin, namespace, RUNNER_IMAGE, &[], env)
     }
 
+    /// With leader election on the Lease `lease` in `namespace`, as `identity` (its POD_NAME),
+    /// talking to the cluster through `kubeconfig` (e.g. a [`crate::faults::Proxy`]'s).
+    pub fn start_electing(
+        bin: &str,
+        namespace: &str,
+        lease: &str,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Self {
+        let kubeconfig = kubeconfig.to_str().expect("a UTF-8 kubeconfig path");
+        let args = ["--leader-election=true", "--leader-election-lease", lease];
+        let namespaced = ["--leader-election-namespace", namespace];
+        let env = [("KUBECONFIG", kubeconfig), ("POD_NAME", identity)];
+        Self::spawn(
+            bin,
+            namespace,
+            FAKE_RUNNER,
+            &[&args[..], &namespaced].concat(),
+            &env,
+        )
+    }
+
     fn spawn(
         bin: &str,
         namespace: &str,
@@ -57,11 +79,12 @@ impl Operator {
         env: &[(&str, &str)],
     ) -> Self {
         let log = tempfile::NamedTempFile::new().expect("a log file");
+        let electing = args.iter().any(|a| a.starts_with("--leader-election="));
         let child = Command::new(bin)
+            .args((!electing).then_some("--leader-election=false"))
             .args([
                 "--namespace",
                 namespace,
-                "--leader-election=false",
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--runner-image",

@@ -3,6 +3,8 @@
 //! shared run skips `faults::`). Each test asserts that the workflow ends, with exactly one
 //! ConfigMap and Job per split, and with nothing lost from status.
 
+mod partition;
+
 use std::time::Duration;
 
 use crate::OPERATOR;
@@ -15,7 +17,7 @@ use roiergasias_testkit::workflow::*;
 use roiergasias_testkit::{Operator, until};
 use serde_json::json;
 
-const DONE: Duration = Duration::from_secs(60);
+pub(crate) const DONE: Duration = Duration::from_secs(60);
 /// Longer than a reconcile takes, shorter than the controller manager's and scheduler's lease
 /// renew deadline (10 s): a component whose Lease lapses exits, and nothing restarts it here.
 const PAUSE: Duration = Duration::from_secs(6);
@@ -23,7 +25,7 @@ const PAUSE: Duration = Duration::from_secs(6);
 const RECOVERY: Duration = Duration::from_secs(30);
 
 /// Workflow `name`: three splits, the first reporting MODEL=m.pkl.
-fn three_splits(name: &str) -> Workflow {
+pub(crate) fn three_splits(name: &str) -> Workflow {
     let outputs = pod_annotations(json!({
         "kwok.roiergasias.io/termination-message": "{\"MODEL\":\"m.pkl\"}"
     }));
@@ -31,7 +33,7 @@ fn three_splits(name: &str) -> Workflow {
 }
 
 /// Waits until Job `name` exists (`complete`: and has completed), within `within`.
-async fn job(jobs: &Api<Job>, name: &str, complete: bool, within: Duration) {
+pub(crate) async fn job(jobs: &Api<Job>, name: &str, complete: bool, within: Duration) {
     let what = format!("Job {name}{}", if complete { " complete" } else { "" });
     until(&what, within, || async {
         let job = jobs.get_opt(name).await.ok().flatten();
@@ -43,7 +45,7 @@ async fn job(jobs: &Api<Job>, name: &str, complete: bool, within: Duration) {
 
 /// Workflow `name` (made by [`three_splits`]) ends Succeeded with one ConfigMap and Job per
 /// split, every record complete, and split 1's outputs in the later ConfigMaps.
-async fn finished_once(client: &kube::Client, ns: &str, name: &str, within: Duration) {
+pub(crate) async fn finished_once(client: &kube::Client, ns: &str, name: &str, within: Duration) {
     let api: Api<Workflow> = Api::namespaced(client.clone(), ns);
     let done = wait_phase(&api, name, Phase::Succeeded, within).await;
     let status = done.status.unwrap();

@@ -1,6 +1,7 @@
 //! `cargo xtask cluster up|down|status`: a throwaway Kubernetes control plane with kwok as the kubelet.
 
 mod config;
+mod cut;
 mod fault;
 mod nodes;
 pub(crate) mod poll;
@@ -49,6 +50,22 @@ pub enum ClusterCommand {
         /// kube-apiserver, etcd, kube-controller-manager, kube-scheduler or kwok-controller.
         component: String,
     },
+    /// Fault tool: a TCP proxy to the API server that `cut NAME` partitions; prints the path of a
+    /// kubeconfig through it, and runs until interrupted.
+    Proxy {
+        /// The proxy's name (letters, digits, '-', '_').
+        name: String,
+    },
+    /// Fault: cut proxy NAME (connections hang, established ones go silent and are reset once
+    /// healed).
+    Cut {
+        name: String,
+        /// Heal it again after this many seconds (default: stay cut until `heal NAME`).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Heal proxy NAME.
+    Heal { name: String },
 }
 
 pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
@@ -76,6 +93,20 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
             }
             let took = crate::progress::human(started.elapsed());
             println!("{component} restarted (pid {pid}); the API server was ready again in {took}");
+        }
+        ClusterCommand::Proxy { name } => cut::serve(&cluster.dir(), &cluster.kubeconfig(), &name)?,
+        ClusterCommand::Cut { name, seconds } => {
+            cut::signal_proxy(&cluster.dir(), &name, true)?;
+            println!("proxy {name} cut");
+            if let Some(seconds) = seconds {
+                std::thread::sleep(Duration::from_secs(seconds));
+                cut::signal_proxy(&cluster.dir(), &name, false)?;
+                println!("proxy {name} healed after {seconds} s");
+            }
+        }
+        ClusterCommand::Heal { name } => {
+            cut::signal_proxy(&cluster.dir(), &name, false)?;
+            println!("proxy {name} healed");
         }
     }
     Ok(())
