@@ -3,6 +3,7 @@
 //! shared run skips `faults::`). Each test asserts that the workflow ends, with exactly one
 //! ConfigMap and Job per split, and with nothing lost from status.
 
+mod chaos;
 mod partition;
 
 use std::time::Duration;
@@ -91,7 +92,7 @@ async fn a_paused_api_server_holds_a_workflow_at_a_hand_off_and_mid_split_and_it
 }
 
 /// `cargo xtask cluster ARGS` on the test cluster (ROIERGASIAS_CLUSTER), where the fault tools are.
-fn xtask_cluster(args: &[&str]) {
+pub(crate) fn xtask_cluster(args: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args(["xtask", "cluster"])
