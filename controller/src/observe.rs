@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod};
 use kube::ResourceExt;
 use roiergasias_crd::Workflow;
 
@@ -75,6 +75,9 @@ async fn job_seen<C: Cluster>(
             let pods = cluster.cached_pods(namespace, &job_uid);
             seen.unschedulable = pods.iter().find_map(|pod| unschedulable(pod));
             seen.no_pod_yet = pods.is_empty();
+            if running_not_ready(job, &pods) {
+                seen.lost_node = lost_node(cluster, namespace, &job_uid).await?;
+            }
         }
         outcome => {
             let succeeded = *outcome == JobOutcome::Complete;
@@ -82,6 +85,95 @@ async fn job_seen<C: Cluster>(
         }
     }
     Ok(seen)
+}
+
+/// The Job has an active pod that runs but is not Ready: as the node controller marks the pods of
+/// a node it lost. Read from the Job's status and the pod cache, so a healthy run costs no call.
+fn running_not_ready(job: &Job, pods: &[Arc<Pod>]) -> bool {
+    let status = job.status.as_ref();
+    let active = status.and_then(|s| s.active).unwrap_or(0);
+    let ready = status.and_then(|s| s.ready).unwrap_or(0);
+    let running =
+        |p: &Arc<Pod>| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    active > 0 && ready == 0 && pods.iter().any(running)
+}
+
+/// Whether a pod of the Job with `job_uid` runs, not Ready, on a node that is lost: what is known,
+/// naming the pod and the node. A node that cannot be read (an error, RBAC without nodes) is not
+/// judged lost; the next check may read it.
+async fn lost_node<C: Cluster>(
+    cluster: &C,
+    namespace: &str,
+    job_uid: &str,
+) -> Result<Option<String>, Error> {
+    let pods = cluster.list_pods(namespace, job_uid).await?;
+    for pod in pods.iter().filter(|p| pod_running_not_ready(p)) {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        match cluster.node(node).await {
+            Ok(found) => {
+                if let Some(why) = node_lost(node, found.as_ref()) {
+                    return Ok(Some(format!("pod {} {why}", pod.name_any())));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, node, "cannot read the node of a pod that is not Ready")
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn pod_running_not_ready(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready");
+    status.phase.as_deref() == Some("Running") && ready.is_none_or(|c| c.status != "True")
+}
+
+/// Whether node `name` is lost, as the node controller marks it once the kubelet stopped
+/// reporting for its grace period: Ready Unknown, or the unreachable taint; or gone. A node
+/// whose kubelet reports it not Ready (Ready False) is alive and may recover: not lost.
+pub(crate) fn node_lost(name: &str, node: Option<&Node>) -> Option<String> {
+    let Some(node) = node else {
+        return Some(format!("is on node {name}, which no longer exists"));
+    };
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let ready = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready");
+    if let Some(ready) = ready.filter(|c| c.status == "Unknown") {
+        let since = ready.last_transition_time.as_ref().map(|t| t.0.to_string());
+        let said = [ready.reason.as_deref(), ready.message.as_deref()];
+        let said: Vec<&str> = said
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        return Some(format!(
+            "is on node {name}, which is lost: its Ready condition is Unknown{}{}",
+            since.map(|t| format!(" since {t}")).unwrap_or_default(),
+            match said.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", said.join(": ")),
+            }
+        ));
+    }
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    let unreachable = taints
+        .into_iter()
+        .flatten()
+        .any(|t| t.key == "node.kubernetes.io/unreachable");
+    unreachable.then(|| {
+        format!("is on node {name}, which is unreachable (taint node.kubernetes.io/unreachable)")
+    })
 }
 
 /// The Job's last pod that succeeded (or failed) and its termination message. The pod's last
@@ -225,6 +317,104 @@ pub(crate) mod tests {
         ] {
             assert!(!refused_for_good(message), "{message}");
         }
+    }
+
+    fn node(ready: Option<(&str, &str)>, taint: Option<&str>) -> Node {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, Taint};
+        Node {
+            spec: Some(NodeSpec {
+                taints: taint.map(|key| {
+                    vec![Taint {
+                        key: key.into(),
+                        effect: "NoExecute".into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                conditions: ready.map(|(status, reason)| {
+                    vec![NodeCondition {
+                        type_: "Ready".into(),
+                        status: status.into(),
+                        reason: Some(reason.into()),
+                        message: Some("Kubelet stopped posting node status.".into()),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_is_lost_once_the_node_controller_says_so_or_it_is_gone() {
+        let unknown = node(Some(("Unknown", "NodeStatusUnknown")), None);
+        assert_eq!(
+            node_lost("real-node1", Some(&unknown)).as_deref(),
+            Some(
+                "is on node real-node1, which is lost: its Ready condition is Unknown \
+                 (NodeStatusUnknown: Kubelet stopped posting node status.)"
+            )
+        );
+        let tainted = node(
+            Some(("True", "KubeletReady")),
+            Some("node.kubernetes.io/unreachable"),
+        );
+        let said = node_lost("n", Some(&tainted)).expect("unreachable");
+        assert!(said.contains("node n, which is unreachable"), "{said}");
+        assert_eq!(
+            node_lost("gone", None).as_deref(),
+            Some("is on node gone, which no longer exists")
+        );
+        // A kubelet saying its node is not ready is alive (a restart, a runtime starting up).
+        let not_ready = node(Some(("False", "KubeletNotReady")), None);
+        assert_eq!(node_lost("n", Some(&not_ready)), None);
+        let other_taint = node(
+            Some(("True", "KubeletReady")),
+            Some("node.kubernetes.io/not-ready"),
+        );
+        assert_eq!(node_lost("n", Some(&other_taint)), None);
+        assert_eq!(node_lost("n", Some(&node(None, None))), None);
+    }
+
+    #[test]
+    fn only_a_running_pod_that_is_not_ready_makes_the_node_worth_reading() {
+        use k8s_openapi::api::batch::v1::JobStatus;
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let pod = |phase: &str, ready: Option<&str>| Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: ready.map(|status| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: status.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(pod_running_not_ready(&pod("Running", Some("False"))));
+        assert!(pod_running_not_ready(&pod("Running", None)));
+        assert!(!pod_running_not_ready(&pod("Running", Some("True"))));
+        assert!(!pod_running_not_ready(&pod("Pending", Some("False"))));
+        let job = |active, ready| Job {
+            status: Some(JobStatus {
+                active: Some(active),
+                ready: Some(ready),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let running = [Arc::new(pod("Running", None))];
+        assert!(running_not_ready(&job(1, 0), &running));
+        assert!(!running_not_ready(&job(1, 1), &running), "Ready: no call");
+        assert!(!running_not_ready(&job(0, 0), &running));
+        let pending = [Arc::new(pod("Pending", None))];
+        assert!(!running_not_ready(&job(1, 0), &pending));
     }
 
     #[test]

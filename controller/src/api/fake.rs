@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Event as CoreEvent,
+    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Event as CoreEvent, Node,
     ObjectReference, Pod, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -27,6 +27,7 @@ pub(crate) struct State {
     pub(crate) config_maps: BTreeMap<String, ConfigMap>,
     pub(crate) jobs: BTreeMap<String, Job>,
     pub(crate) pods: Vec<Pod>,
+    pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) failed_creates: Vec<CoreEvent>,
     /// Events published, in order.
     pub(crate) events: Vec<Note>,
@@ -248,6 +249,12 @@ impl Cluster for FakeCluster {
         drop(self.call("list pods", false)?);
         let pods = self.cached_pods(namespace, job_uid);
         Ok(pods.iter().map(|p| (**p).clone()).collect())
+    }
+
+    async fn node(&self, name: &str) -> Result<Option<Node>, Error> {
+        self.hang_if("get Node").await;
+        let state = self.call("get Node", false)?;
+        Ok(state.nodes.get(name).cloned())
     }
 
     async fn failed_creates(&self, _namespace: &str, job: &str) -> Result<Vec<CoreEvent>, Error> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
@@ -65,6 +65,10 @@ impl Cluster for KubeCluster {
 
     fn cached_pods(&self, namespace: &str, job_uid: &str) -> Vec<Arc<Pod>> {
         self.cache.pods_of(namespace, job_uid)
+    }
+
+    async fn node(&self, name: &str) -> Result<Option<Node>, Error> {
+        Ok(Api::<Node>::all(self.client.clone()).get_opt(name).await?)
     }
 
     async fn list_pods(&self, namespace: &str, job_uid: &str) -> Result<Vec<Pod>, Error> {

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use roiergasias_crd::{Workflow, WorkflowStatus};
 
@@ -36,6 +36,9 @@ pub(crate) trait Cluster: Send + Sync + 'static {
         namespace: &str,
         job_uid: &str,
     ) -> impl Future<Output = Result<Vec<Pod>, Error>> + Send;
+
+    /// Node `name`, from the API server (asked only about a running pod that is not Ready).
+    fn node(&self, name: &str) -> impl Future<Output = Result<Option<Node>, Error>> + Send;
 
     /// The Job controller's FailedCreate Events for Job `job`.
     fn failed_creates(

@@ -668,3 +668,72 @@ async fn a_reconcile_the_api_server_never_answers_is_given_up_and_retried() {
     reconcile_once(&fake, &ctx).await.unwrap();
     assert_eq!(fake.objects().1, JOBS[..2]);
 }
+
+/// Job `job`'s pod runs on `node` and is not Ready (as the node controller marks it), and
+/// `node`'s Ready condition is `ready`.
+fn on_node(fake: &FakeCluster, job: &str, node: &str, ready: &str) {
+    use k8s_openapi::api::batch::v1::JobStatus;
+    use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
+    let mut state = fake.state();
+    let job_uid = state.jobs[job].metadata.uid.clone();
+    let status = state
+        .jobs
+        .get_mut(job)
+        .unwrap()
+        .status
+        .get_or_insert_with(JobStatus::default);
+    (status.active, status.ready) = (Some(1), Some(0));
+    for pod in &mut state.pods {
+        if pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::cache::JOB_UID_LABEL))
+            == job_uid.as_ref()
+        {
+            pod.spec.get_or_insert_with(Default::default).node_name = Some(node.into());
+        }
+    }
+    let condition = NodeCondition {
+        type_: "Ready".into(),
+        status: ready.into(),
+        reason: Some("NodeStatusUnknown".into()),
+        ..Default::default()
+    };
+    let status = NodeStatus {
+        conditions: Some(vec![condition]),
+        ..Default::default()
+    };
+    let node_object = Node {
+        status: Some(status),
+        ..Default::default()
+    };
+    state.nodes.insert(node.into(), node_object);
+}
+
+#[tokio::test]
+async fn a_split_whose_node_is_lost_has_its_job_suspended_and_fails_naming_the_node() {
+    let fake = FakeCluster::with(new_workflow());
+    let ctx = operator(&fake);
+    reconcile_once(&fake, &ctx).await.unwrap();
+    fake.start_pod(JOBS[0]);
+    // Not Ready on a node whose kubelet still reports (a restart): it waits.
+    on_node(&fake, JOBS[0], "node1", "False");
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert!(fake.state().suspended_jobs.is_empty());
+    assert_eq!(phase(&fake), Some(Phase::Running));
+    on_node(&fake, JOBS[0], "node1", "Unknown");
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(
+        fake.state().suspended_jobs,
+        [JOBS[0]],
+        "no new pod once evicted"
+    );
+    assert_eq!(phase(&fake), Some(Phase::Failed));
+    let message = fake.status().message.unwrap_or_default();
+    assert!(
+        message.contains("is on node node1, which is lost: its Ready condition is Unknown"),
+        "{message}"
+    );
+    assert_eq!(reasons(&fake).last(), Some(&"NodeLost"));
+}

@@ -20,6 +20,8 @@ pub(crate) enum FailReason {
     Refused,
     /// The workflow ran past spec.activeDeadlineSeconds.
     DeadlineExceeded,
+    /// The node running the split's pod was lost (see `crate::observe::node_lost`).
+    NodeLost,
 }
 
 impl FailReason {
@@ -35,6 +37,7 @@ impl FailReason {
             FailReason::PodRefused => "PodRefused",
             FailReason::Refused => "Refused",
             FailReason::DeadlineExceeded => "DeadlineExceeded",
+            FailReason::NodeLost => "NodeLost",
         }
     }
 }
@@ -74,6 +77,13 @@ pub(crate) enum Failure {
         job: String,
         why: String,
     },
+    /// `why` names the node and what its status says.
+    #[error("split {split}: Job {job}'s pod cannot finish: {why}; the Job was suspended")]
+    NodeLost {
+        split: u32,
+        job: String,
+        why: String,
+    },
     /// The operator's policy, in its own words.
     #[error("{0}")]
     Refused(String),
@@ -109,6 +119,7 @@ impl Failure {
             Failure::OutputsTooLarge(_) => FailReason::OutputsTooLarge,
             Failure::StatusTooLarge(_) => FailReason::StatusTooLarge,
             Failure::DeadlineExceeded { .. } => FailReason::DeadlineExceeded,
+            Failure::NodeLost { .. } => FailReason::NodeLost,
         }
     }
 }

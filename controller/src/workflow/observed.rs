@@ -42,6 +42,8 @@ pub(crate) struct JobSeen {
     pub(crate) unschedulable: Option<String>,
     /// The running Job has no pod yet.
     pub(crate) no_pod_yet: bool,
+    /// The running Job's pod is on a node that is lost: what is known of it, naming the node.
+    pub(crate) lost_node: Option<String>,
     pub(crate) created: Option<Time>,
     pub(crate) uid: Option<String>,
 }
@@ -54,6 +56,7 @@ impl JobSeen {
             pod: None,
             unschedulable: None,
             no_pod_yet: false,
+            lost_node: None,
             created: None,
             uid: None,
         }

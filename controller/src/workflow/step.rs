@@ -210,6 +210,9 @@ pub(super) fn waiting(input: &Input, n: u32) -> Decision {
 /// WaitingJob(n), Job running: status says whether its pod cannot be scheduled; a pod that
 /// admission refused for good fails the workflow (the Job itself retries forever).
 fn running(input: &Input, n: u32, names: &SplitNames, job: &JobSeen) -> Decision {
+    if let Some(why) = &job.lost_node {
+        return node_lost(input, n, names, why);
+    }
     if job.no_pod_yet && past_pod_grace(job.created.as_ref(), input.now) {
         let Some(refusal) = &input.observed.refusal else {
             return Decision::Need(Need::Refusal {
@@ -242,6 +245,20 @@ fn running(input: &Input, n: u32, names: &SplitNames, job: &JobSeen) -> Decision
         None => Vec::new(),
     };
     Decision::Write(effects(Step::Wait(n), new, events, None), wake)
+}
+
+/// WaitingJob(n), Job running on a lost node: the Job is suspended first (so it makes no new
+/// pod once the lost one is evicted: the split would run twice), then the split fails, or runs
+/// again when spec.retryStrategy asks.
+fn node_lost(input: &Input, n: u32, names: &SplitNames, why: &str) -> Decision {
+    if !input.observed.job_stopped {
+        return Decision::StopJob {
+            name: names.job.clone(),
+        };
+    }
+    let (job, why) = (names.job.clone(), why.to_owned());
+    let failure = Failure::NodeLost { split: n, job, why };
+    super::retry::automatic(input, n, &failure).unwrap_or_else(|| fail(input, failure))
 }
 
 /// WaitingJob(n), Job complete: its pod's outputs are carried to Split(n+1) (deferred: written

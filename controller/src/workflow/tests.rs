@@ -424,6 +424,49 @@ fn a_pod_no_node_can_take_is_said_once_in_status_and_an_event() {
 }
 
 #[test]
+fn a_job_on_a_lost_node_is_suspended_then_its_split_fails_naming_the_node_or_runs_again() {
+    let mut wf = workflow(THREE);
+    let status = waiting_at(&wf, 1);
+    let why =
+        "pod wf-1-node1-x is on node real-node1, which is lost: its Ready condition is Unknown";
+    let lost = JobSeen {
+        lost_node: Some(why.into()),
+        ..job_seen(JobOutcome::Running, None)
+    };
+    let stop = decide_for(&wf, &status, &with_job(lost.clone()));
+    let name = "wf-1-node1".to_owned();
+    assert_eq!(
+        stop,
+        Decision::StopJob { name },
+        "no new pod for it once evicted"
+    );
+    let stopped = Observed {
+        job_stopped: true,
+        ..with_job(lost)
+    };
+    let (reason, message) = failed_with(decide_for(&wf, &status, &stopped));
+    assert_eq!(reason, FailReason::NodeLost);
+    assert_eq!(
+        message,
+        format!("split 1: Job wf-1-node1's pod cannot finish: {why}; the Job was suspended")
+    );
+    wf.spec.retry_strategy = Some(roiergasias_crd::RetryStrategy {
+        limit: Some(1),
+        backoff_seconds: Some(5),
+    });
+    let (effects, wake) = written(decide_for(&wf, &status, &stopped));
+    assert_eq!(
+        (effects.step, wake),
+        (Step::AutoRetry(1), Wake::After(Duration::from_secs(5)))
+    );
+    assert!(
+        effects.events[0].message.contains("node real-node1"),
+        "{:?}",
+        effects.events
+    );
+}
+
+#[test]
 fn a_completed_job_carries_its_outputs_to_the_next_split_deferred() {
     let wf = workflow(THREE);
     let status = waiting_at(&wf, 1);
