@@ -494,6 +494,7 @@ fn readme_hello_world_walkthrough_on_the_cluster() {
     walk.install();
     walk.follow("hello-world");
     walk.follow("metrics");
+    walk.run_notes_checks();
     let metrics = walk.scrape_through_the_service();
     assert!(
         metrics.contains("roiergasias_workflows{phase=\"Succeeded\"}"),

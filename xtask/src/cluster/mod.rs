@@ -538,9 +538,9 @@ impl Cluster {
 }
 
 /// The image archives every real node imports, the pause image's name, and the other names each
-/// image answers to: the runner and the machine-learning image also by the names `docker build -t`
-/// gives them (`roiergasias:0.2.0` is docker.io/library/roiergasias:0.2.0 to containerd), so the
-/// README's manifests run unchanged.
+/// image answers to: the runner, the machine-learning and the operator image also by the names
+/// `docker build -t` gives them (`roiergasias:0.2.0` is docker.io/library/roiergasias:0.2.0 to
+/// containerd), so the README's manifests and the chart's defaults run unchanged.
 fn node_images() -> anyhow::Result<real::NodeImages> {
     use crate::images::{self, Image};
     let built = images::ensure(&Image::ALL)?;

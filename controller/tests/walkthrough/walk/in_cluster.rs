@@ -115,6 +115,28 @@ impl Walk {
         }));
     }
 
+    /// The commands NOTES.txt gives for checking the release (its `kubectl` lines but those of the
+    /// hello-world example, which the README's blocks run): each must work as printed.
+    pub(super) fn run_notes_checks(&self) {
+        let out = self.shell(&format!("helm get notes {RELEASE}"));
+        let notes = String::from_utf8_lossy(&out.stdout).into_owned();
+        let checks: Vec<&str> = notes
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("kubectl ") && !l.contains("examples/"))
+            .filter(|l| !l.contains("roiergasias-demo"))
+            .collect();
+        assert!(checks.len() >= 3, "NOTES.txt gives its checks:\n{notes}");
+        for line in checks {
+            let run = self.shell(line);
+            assert!(
+                run.status.success(),
+                "NOTES.txt's {line:?} failed: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+    }
+
     /// Follows `helm install` and times it to a Ready operator.
     pub(super) fn install(&mut self) {
         let started = Instant::now();
