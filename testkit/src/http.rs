@@ -22,7 +22,12 @@ pub fn free_port() -> u16 {
 
 /// `GET http://127.0.0.1:{port}{path}`: the status code and the body as text.
 pub async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    let uri: hyper::Uri = format!("http://127.0.0.1:{port}{path}")
+    get_at("127.0.0.1", port, path).await
+}
+
+/// `GET http://{host}:{port}{path}` (a Service's address, say): the status code and the body.
+pub async fn get_at(host: &str, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let uri: hyper::Uri = format!("http://{host}:{port}{path}")
         .parse()
         .with_context(|| format!("{path:?} is not a request path"))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

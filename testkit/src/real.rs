@@ -115,3 +115,21 @@ pub async fn pod_names(client: &Client, ns: &str) -> Vec<String> {
         .map(|p| p.name_any())
         .collect()
 }
+
+/// Gives image `from` the name `to` in both real nodes' containerd, as loading a newly built
+/// image would (`kind load docker-image`): the stand-in for building one.
+pub fn tag_image(from: &str, to: &str) {
+    for label in ["node1", "node2"] {
+        let socket = format!("/run/roiergasias/{label}/containerd.sock");
+        let out = std::process::Command::new(crate::cluster::tools_dir().join("ctr"))
+            .args(["--address", &socket, "--namespace", "k8s.io"])
+            .args(["images", "tag", "--force", from, to])
+            .output()
+            .expect("running ctr");
+        assert!(
+            out.status.success(),
+            "ctr images tag {from} {to} on {label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

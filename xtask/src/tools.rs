@@ -98,6 +98,17 @@ pub const TOOLS: &[Tool] = &[
         },
         version_vars: kubernetes_version_vars,
     },
+    // Service routing for the real nodes' pods: in-cluster clients reach the API server through
+    // the `kubernetes` Service.
+    Tool {
+        name: "kube-proxy",
+        source: Source::Wrapper {
+            module_dir: "kubernetes",
+            package: "k8s.io/kubernetes/cmd/kube-proxy",
+            tags: "",
+        },
+        version_vars: kubernetes_version_vars,
+    },
     Tool {
         name: "containerd",
         source: containerd("github.com/containerd/containerd/v2/cmd/containerd"),

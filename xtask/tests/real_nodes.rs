@@ -89,6 +89,16 @@ fn host_snapshot() -> BTreeMap<&'static str, String> {
     .collect();
     snap.insert("host paths", paths.join("\n"));
     snap.insert("processes", ours().join("\n"));
+    // kube-proxy's rules: every table, without iptables-save's counters and timestamps.
+    let saved = Command::new("iptables-save")
+        .output()
+        .expect("iptables-save");
+    let rules: Vec<String> = String::from_utf8_lossy(&saved.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(" [").next().unwrap_or(l).to_string())
+        .collect();
+    snap.insert("iptables", rules.join("\n"));
     snap
 }
 

@@ -109,9 +109,15 @@ fn operator_chart_watching_all_namespaces_grants_exactly_what_the_controller_use
             "Role",
             "RoleBinding",
             "Deployment",
-            "Service"
+            "Service",
+            "Lease"
         ])
     );
+    // The chart makes the Lease, so `helm uninstall` removes it; the operator fills in its spec.
+    let lease = one(&docs, "Lease");
+    assert_eq!(str_at(lease, "/metadata/name"), "roiergasias-operator");
+    assert_eq!(str_at(lease, "/metadata/namespace"), "ops");
+    assert!(lease["spec"].is_null(), "{lease:#}");
     let sa = one(&docs, "ServiceAccount");
     let sa_name = str_at(sa, "/metadata/name");
     assert_eq!(str_at(sa, "/metadata/namespace"), "ops");
@@ -254,6 +260,7 @@ fn operator_chart_watching_a_list_of_namespaces_grants_nothing_cluster_wide() {
     assert!(by_kind(&docs, "ClusterRole").is_empty());
     assert!(by_kind(&docs, "ClusterRoleBinding").is_empty());
     assert!(by_kind(&docs, "Service").is_empty());
+    assert!(by_kind(&docs, "Lease").is_empty());
     let roles = by_kind(&docs, "Role");
     let namespaces: Vec<&str> = roles
         .iter()

@@ -9,11 +9,14 @@
 //! a generated suffix). Like a person, the test waits (up to a minute) for a
 //! listing to show what the README promises.
 //!
-//! On the cluster the operator runs as a local process under the chart's
-//! ServiceAccount (a kubeconfig that impersonates it), with the arguments of
-//! the Deployment the chart installed: this proves that the chart's RBAC and
-//! flags are enough for it. The walkthroughs on the cluster are `#[ignore]`d, so a
-//! plain `cargo test` passes without one; `cargo xtask test` runs them with
+//! On the cluster the hello-world, multi-node, upgrade and standby walks install the chart
+//! as written (`helm install --wait`), so the operator runs as the chart's pod on a real node,
+//! under the chart's ServiceAccount, probes and security context; the one change to a README
+//! command is `--set watchNamespaces={the walk's namespace}`, since other tests share the
+//! cluster. The machine-learning walk runs on kwok's fake nodes, so there the operator runs
+//! as a local process with the Deployment's arguments, impersonating its ServiceAccount.
+//!
+//! The walkthroughs on the cluster are `#[ignore]`d, so a plain `cargo test` passes without one; `cargo xtask test` runs them with
 //! `--include-ignored` (by hand: `KUBECONFIG=... cargo test -p roiergasias-controller
 //! --test walkthrough -- --include-ignored walk::`).
 

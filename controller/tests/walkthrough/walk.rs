@@ -1,5 +1,8 @@
 //! The README's walkthroughs, followed command by command on the test cluster.
 
+mod in_cluster;
+mod upgrade;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +50,9 @@ struct Walk {
     operator: Mutex<Option<std::process::Child>>,
     /// The manifest of the last `kubectl apply -f`.
     applied: Option<String>,
+    /// The operator runs as the chart's pod on a real node (else as a local process, see
+    /// [`Walk::start_operator`]).
+    in_cluster: bool,
     /// Runs the waits (and the probes' HTTP client) of this synchronous walk, and on its worker
     /// thread the watches that record what happens meanwhile.
     runtime: tokio::runtime::Runtime,
@@ -70,6 +76,7 @@ impl Walk {
             kubeconfig,
             operator: Mutex::new(None),
             applied: None,
+            in_cluster: false,
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -80,6 +87,19 @@ impl Walk {
             walk.kubectl()
                 .args(["create", "namespace", &walk.namespace]),
         );
+        walk
+    }
+
+    /// A walk whose pods, the operator's too, really run on the real nodes.
+    fn in_cluster(name: &str) -> Walk {
+        let mut walk = Walk::new(name);
+        run_ok(walk.kubectl().args([
+            "annotate",
+            "namespace",
+            &walk.namespace,
+            "scheduler.alpha.kubernetes.io/node-selector=type=real",
+        ]));
+        walk.in_cluster = true;
         walk
     }
 
@@ -162,6 +182,7 @@ impl Walk {
             if line.starts_with("helm uninstall") {
                 self.check_operator_alive();
             }
+            let line = &self.command(line);
             eprintln!("[{}] $ {line}", self.namespace);
             match &step.listing {
                 None => {
@@ -183,7 +204,7 @@ impl Walk {
                 }
                 Some(listing) => self.wait_for_listing(line, listing),
             }
-            if line.starts_with("helm install") {
+            if line.starts_with("helm install") && !self.in_cluster {
                 self.start_operator();
             }
             if let Some(manifest) = line.strip_prefix("kubectl apply -f") {
@@ -297,6 +318,9 @@ impl Walk {
     }
 
     fn operator_log(&self) -> String {
+        if self.in_cluster {
+            return self.pod_logs();
+        }
         let log = std::fs::read_to_string(self.dir.path().join("operator.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -311,6 +335,9 @@ impl Walk {
     }
 
     fn check_operator_alive(&self) {
+        if self.in_cluster {
+            return self.check_pods_alive();
+        }
         let exited = self
             .operated()
             .as_mut()
@@ -419,9 +446,12 @@ impl Walk {
     }
 
     fn check_uninstalled(&self) {
+        if self.in_cluster {
+            self.check_pods_gone();
+        }
         let left = run_ok(self.kubectl().args([
             "get",
-            "deployment,serviceaccount,service,role,rolebinding",
+            "deployment,serviceaccount,service,role,rolebinding,lease",
             "-l",
             "app.kubernetes.io/name=roiergasias-operator",
             "-o",
@@ -460,9 +490,16 @@ impl Drop for Walk {
 #[test]
 #[ignore = "needs a cluster: cargo xtask test"]
 fn readme_hello_world_walkthrough_on_the_cluster() {
-    let mut walk = Walk::new("hello");
-    walk.follow("install");
+    let mut walk = Walk::in_cluster("hello");
+    walk.install();
     walk.follow("hello-world");
+    walk.follow("metrics");
+    walk.run_notes_checks();
+    let metrics = walk.scrape_through_the_service();
+    assert!(
+        metrics.contains("roiergasias_workflows{phase=\"Succeeded\"}"),
+        "the operator's /metrics through its Service:\n{metrics}"
+    );
     assert_eq!(
         walk.applied.as_deref(),
         Some("examples/hello-world/hello-world-kubernetes.yaml")
@@ -498,9 +535,9 @@ fn job_order_check_catches_a_job_created_too_early() {
 #[test]
 #[ignore = "needs a cluster: cargo xtask test"]
 fn readme_multi_node_walkthrough_on_the_cluster() {
-    let mut walk = Walk::new("multi");
+    let mut walk = Walk::in_cluster("multi");
     let (watch, mut seen) = walk.watch_jobs();
-    walk.follow("install");
+    walk.install();
     walk.follow("multi-node");
     walk.follow("uninstall");
     let jobs = [

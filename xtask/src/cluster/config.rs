@@ -1,5 +1,6 @@
 //! The kwokctl configuration for a test cluster: pure rendering, no I/O.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use serde::Serialize;
@@ -32,6 +33,8 @@ struct Options {
     kwok_controller_binary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     kube_apiserver_port: Option<u16>,
+    #[serde(rename = "kubeApiserverCertSANs")]
+    kube_apiserver_cert_sans: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -58,14 +61,30 @@ fn arg(key: &'static str, value: impl Into<String>) -> ExtraArg {
     }
 }
 
+/// The Service range, set rather than left to the API server's default, so its first address (the
+/// `kubernetes` Service, which in-cluster clients dial) can be in the serving certificate.
+pub const SERVICE_RANGE: &str = "10.96.0.0/12";
+/// The `kubernetes` Service's address: the first of [`SERVICE_RANGE`].
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 /// Renders the kwokctl config: every binary from `bin`, loopback only, kwok's default stages plus ours.
+///
+/// With `pods_reach` (real nodes), the API server also listens beyond loopback and advertises that
+/// address as the `kubernetes` Service's endpoint, so real pods (the operator's) reach it through
+/// the Service; kubelets and every other client still use loopback.
 ///
 /// The components patches serve the real nodes (and are harmless without them): kwok-controller
 /// fakes only the nodes annotated as fake (kwokctl's binary runtime says `--manage-all-nodes=true`);
 /// the API server reaches kubelets with client credentials for `kubectl logs` and `exec`, by
 /// InternalIP first; PodNodeSelector with PodTolerationRestriction let a namespace pin its pods
 /// to fake or real nodes; the controller manager and the scheduler run without leader election.
-pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stages: &str) -> String {
+pub fn render(
+    bin: &Path,
+    pki: &Path,
+    apiserver_port: Option<u16>,
+    pods_reach: Option<Ipv4Addr>,
+    default_stages: &str,
+) -> String {
     let path = |name: &str| bin.join(name).display().to_string();
     let pki_file = |name: &str| pki.join(name).display().to_string();
     let config = KwokctlConfiguration {
@@ -82,6 +101,7 @@ pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stage
             etcd_binary: path("etcd"),
             kwok_controller_binary: path("kwok"),
             kube_apiserver_port: apiserver_port,
+            kube_apiserver_cert_sans: vec![KUBERNETES_SERVICE_IP.to_string()],
         },
         components_patches: vec![
             ComponentPatch {
@@ -110,7 +130,11 @@ pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stage
                         "enable-admission-plugins",
                         "PodNodeSelector,PodTolerationRestriction",
                     ),
-                ],
+                    arg("service-cluster-ip-range", SERVICE_RANGE),
+                ]
+                .into_iter()
+                .chain(pods_reach.into_iter().flat_map(reachable_at))
+                .collect(),
             },
             // One of each: with a Lease, a few seconds without the API server (a fault test
             // pauses it) would end them, and nothing here restarts them.
@@ -131,6 +155,17 @@ pub fn render(bin: &Path, pki: &Path, apiserver_port: Option<u16>, default_stage
     )
 }
 
+/// The API server's flags for pods on the real nodes to reach it at `ip`.
+fn reachable_at(ip: Ipv4Addr) -> [ExtraArg; 2] {
+    [
+        ExtraArg {
+            replace: true,
+            ..arg("bind-address", "0.0.0.0")
+        },
+        arg("advertise-address", ip.to_string()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +175,7 @@ mod tests {
         let text = render(
             Path::new("/cache/bin"),
             Path::new("/pki"),
+            None,
             None,
             "kind: Stage\n",
         );
@@ -170,6 +206,7 @@ mod tests {
             Path::new("/b"),
             Path::new("/pki"),
             Some(6443),
+            None,
             "kind: Stage\n",
         );
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
@@ -187,6 +224,7 @@ mod tests {
                 "etcdBinary": "/b/etcd",
                 "kwokControllerBinary": "/b/kwok",
                 "kubeApiserverPort": 6443,
+                "kubeApiserverCertSANs": ["10.96.0.1"],
             },
             "componentsPatches": [
                 {"name": "kwok-controller", "extraArgs": [
@@ -198,6 +236,7 @@ mod tests {
                     {"key": "kubelet-client-key", "value": "/pki/admin.key"},
                     {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP"},
                     {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
+                    {"key": "service-cluster-ip-range", "value": "10.96.0.0/12"},
                 ]},
                 {"name": "kube-controller-manager", "extraArgs": [
                     {"key": "leader-elect", "value": "false"},
@@ -218,7 +257,7 @@ mod tests {
         for dir in [
             "/a: b #c", "/true", "/x\n  y", " /lead", "/1e3", "/'q\"", "/- [x]",
         ] {
-            let text = render(Path::new(dir), Path::new(dir), None, "");
+            let text = render(Path::new(dir), Path::new(dir), None, None, "");
             let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
             assert_eq!(
                 docs[0]["options"]["etcdBinary"],
@@ -232,7 +271,7 @@ mod tests {
 
     #[test]
     fn kwok_fakes_only_fake_nodes_and_the_api_server_can_reach_kubelets() {
-        let text = render(Path::new("/b"), Path::new("/pki"), None, "");
+        let text = render(Path::new("/b"), Path::new("/pki"), None, None, "");
         let docs: Vec<serde_json::Value> =
             serde_saphyr::from_multiple(&text).expect("the config is valid YAML");
         let patches = docs[0]["componentsPatches"].as_array().unwrap();
@@ -264,8 +303,32 @@ mod tests {
     }
 
     #[test]
+    fn with_real_nodes_the_api_server_is_reachable_by_pods_through_the_service() {
+        let ip = Ipv4Addr::new(192, 0, 2, 2);
+        let text = render(Path::new("/b"), Path::new("/pki"), None, Some(ip), "");
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let patch = &docs[0]["componentsPatches"][1];
+        assert_eq!(patch["name"], "kube-apiserver");
+        let args = patch["extraArgs"].as_array().unwrap();
+        let find = |key: &str| args.iter().find(|a| a["key"] == key).cloned();
+        let bind = find("bind-address").expect("a bind address");
+        assert_eq!(
+            (&bind["value"], &bind["override"]),
+            (&"0.0.0.0".into(), &true.into())
+        );
+        assert_eq!(find("advertise-address").unwrap()["value"], "192.0.2.2");
+        assert_eq!(
+            docs[0]["options"]["kubeApiserverCertSANs"][0],
+            KUBERNETES_SERVICE_IP
+        );
+        // Without real nodes nothing listens beyond loopback.
+        let text = render(Path::new("/b"), Path::new("/pki"), None, None, "");
+        assert!(!text.contains("bind-address") && !text.contains("advertise-address"));
+    }
+
+    #[test]
     fn a_fixed_port_is_passed_on() {
-        let text = render(Path::new("/b"), Path::new("/pki"), Some(34567), "");
+        let text = render(Path::new("/b"), Path::new("/pki"), Some(34567), None, "");
         assert!(text.contains("\n  kubeApiserverPort: 34567\n"), "{text}");
     }
 
@@ -274,6 +337,7 @@ mod tests {
         let text = render(
             Path::new("/b"),
             Path::new("/pki"),
+            None,
             None,
             "name: pod-complete\n",
         );

@@ -208,7 +208,17 @@ impl Cluster {
     pub fn up(&self, real_nodes: bool) -> anyhow::Result<Up> {
         let started = Instant::now();
         let bin_guess = tools::bin_dir()?;
-        let found = self.inspect(&bin_guess);
+        // Real pods (the operator's) reach the API server at the host's address.
+        let pods_reach = match real_nodes && real::missing().is_empty() {
+            true => Some(real::node_ip()?),
+            false => None,
+        };
+        let found = match self.inspect(&bin_guess) {
+            Found::Healthy if pods_reach.is_some_and(|ip| !self.listens_at(ip)) => Found::Stale(
+                "it was started without real nodes: its API server listens on loopback only".into(),
+            ),
+            found => found,
+        };
         let reused = found == Found::Healthy;
         match &found {
             Found::Healthy => eprintln!(
@@ -230,7 +240,7 @@ impl Cluster {
                 check_port_free(port)?;
             }
             let bin = tools::ensure()?;
-            self.create(&bin, port)?;
+            self.create(&bin, port, pods_reach)?;
         }
         let bin = tools::bin_dir()?;
         let no_real_nodes = if real_nodes {
@@ -285,6 +295,7 @@ impl Cluster {
                 cluster: &self.name,
                 pki: self.dir().join("pki"),
                 server: self.server()?,
+                kubeconfig: self.kubeconfig(),
                 kubectl: Box::new(|| self.kubectl(bin)),
             };
             nodes.start(&join, bin, &images)?;
@@ -312,13 +323,32 @@ impl Cluster {
             .with_context(|| format!("{} names no server", path.display()))
     }
 
-    fn create(&self, bin: &Path, port: Option<u16>) -> anyhow::Result<()> {
+    /// Whether the API server answers at `ip` (beyond loopback), on the kubeconfig's port.
+    fn listens_at(&self, ip: std::net::Ipv4Addr) -> bool {
+        let port = self
+            .server()
+            .ok()
+            .and_then(|url| url.rsplit(':').next()?.trim_end_matches('/').parse().ok());
+        port.is_some_and(|port: u16| {
+            std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2)).is_ok()
+        })
+    }
+
+    fn create(
+        &self,
+        bin: &Path,
+        port: Option<u16>,
+        pods_reach: Option<std::net::Ipv4Addr>,
+    ) -> anyhow::Result<()> {
         let stages = tools::default_stages()?;
         std::fs::create_dir_all(&self.workdir)?;
         let config_path = self.workdir.join(format!("{}.kwokctl.yaml", self.name));
         let pki = self.dir().join("pki");
-        std::fs::write(&config_path, config::render(bin, &pki, port, &stages))
-            .with_context(|| format!("writing {}", config_path.display()))?;
+        std::fs::write(
+            &config_path,
+            config::render(bin, &pki, port, pods_reach, &stages),
+        )
+        .with_context(|| format!("writing {}", config_path.display()))?;
         eprintln!(
             "creating cluster `{}` with kwokctl (binary runtime, loopback only)",
             self.name
@@ -539,9 +569,9 @@ impl Cluster {
 }
 
 /// The image archives every real node imports, the pause image's name, and the other names each
-/// image answers to: the runner and the machine-learning image also by the names `docker build -t`
-/// gives them (`roiergasias:0.2.0` is docker.io/library/roiergasias:0.2.0 to containerd), so the
-/// README's manifests run unchanged.
+/// image answers to: the runner, the machine-learning and the operator image also by the names
+/// `docker build -t` gives them (`roiergasias:0.2.0` is docker.io/library/roiergasias:0.2.0 to
+/// containerd), so the README's manifests and the chart's defaults run unchanged.
 fn node_images() -> anyhow::Result<real::NodeImages> {
     use crate::images::{self, Image};
     let built = images::ensure(&Image::ALL)?;

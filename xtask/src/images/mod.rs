@@ -47,8 +47,13 @@ pub(crate) enum Image {
 }
 
 impl Image {
-    /// The images real nodes run (the operator runs as a process in the tests).
-    pub(crate) const ALL: [Image; 3] = [Image::Pause, Image::Runner, Image::MachineLearning];
+    /// The images real nodes run: the operator's too, which the walkthrough installs with Helm.
+    pub(crate) const ALL: [Image; 4] = [
+        Image::Pause,
+        Image::Runner,
+        Image::MachineLearning,
+        Image::Operator,
+    ];
 
     /// The exact reference to put in pod specs (and containerd's sandbox image, for pause).
     pub(crate) fn name(self) -> String {
@@ -80,7 +85,7 @@ pub(crate) struct ImageArchive {
 
 #[derive(clap::Args)]
 pub struct ImagesArgs {
-    /// The images to build (default: pause, runner, machine-learning: those real nodes run).
+    /// The images to build (default: all of them, which real nodes run).
     #[arg(value_enum)]
     images: Vec<Image>,
 }

@@ -7,6 +7,7 @@
 
 mod host;
 mod pki;
+mod proxy;
 mod render;
 mod sweep;
 
@@ -70,7 +71,12 @@ pub fn missing() -> Vec<String> {
             ));
         }
     }
-    for (tool, package) in [("ip", "iproute2"), ("openssl", "openssl")] {
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("openssl", "openssl"),
+        ("iptables-save", "iptables"),
+        ("iptables-restore", "iptables"),
+    ] {
         if !on_path(tool) {
             missing.push(format!("{tool} (Debian package {package})"));
         }
@@ -116,6 +122,8 @@ pub struct Join<'a> {
     pub cluster: &'a str,
     pub pki: PathBuf,
     pub server: String,
+    /// The admin's kubeconfig (kube-proxy reads Services and EndpointSlices with it).
+    pub kubeconfig: PathBuf,
     pub kubectl: Box<dyn Fn() -> Command + Sync + 'a>,
 }
 
@@ -146,6 +154,7 @@ impl RealNodes {
             roots: vec![self.nodes_dir(), self.run.clone()],
             cgroups: NODES.iter().map(|(_, l)| cgroup_root(l)).collect(),
             bridges: NODES.iter().map(|(_, l)| bridge(l)).collect(),
+            proxy_chains: true,
         }
     }
 
@@ -157,7 +166,11 @@ impl RealNodes {
             .map(|s| s.owner)
     }
 
-    /// Every node's kubelet and containerd is running.
+    fn proxy_dir(&self) -> PathBuf {
+        self.nodes_dir().join("kube-proxy")
+    }
+
+    /// Every node's kubelet and containerd is running, and the host's kube-proxy.
     pub fn running(&self) -> bool {
         let daemons = self.footprint().daemons();
         let count = |name: &str| {
@@ -166,14 +179,19 @@ impl RealNodes {
                 .filter(|p| exe_name(p.pid).as_deref() == Some(name))
                 .count()
         };
-        count("kubelet") == NODES.len() && count("containerd") == NODES.len()
+        count("kubelet") == NODES.len()
+            && count("containerd") == NODES.len()
+            && count("kube-proxy") == 1
     }
 
     /// Stops everything of the real nodes and restores the host; also clears a killed run's leftovers.
     pub fn stop(&self) -> anyhow::Result<()> {
         let state = HostState::load(&self.state_file())?;
         let footprint = self.footprint();
-        let left = footprint.clear(Duration::from_secs(10));
+        footprint.clear(Duration::from_secs(10));
+        // Its chains outlive it; only kube-proxy knows them all.
+        proxy::clean(&crate::tools::bin_dir()?)?;
+        let left = footprint.left();
         if !left.is_empty() {
             bail!("could not remove the real nodes' {}", left.join(", "));
         }
@@ -215,12 +233,37 @@ impl RealNodes {
                 .try_for_each(|h| h.join().expect("a node start-up thread panicked"))
         })?;
         wait_ready(join, Duration::from_secs(120))?;
+        self.start_proxy(join, bin)?;
         eprintln!(
             "real nodes {} Ready ({})",
             NODES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
             crate::progress::human(started.elapsed())
         );
         Ok(())
+    }
+
+    /// kube-proxy, named for its config under our root so `down` finds it; returns once the
+    /// `kubernetes` Service is routed.
+    fn start_proxy(&self, join: &Join, bin: &Path) -> anyhow::Result<()> {
+        let dir = self.proxy_dir();
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.yaml");
+        let text = proxy::config(
+            &join.kubeconfig,
+            NODES[0].0,
+            free_port(Ipv4Addr::LOCALHOST)?,
+            free_port(Ipv4Addr::LOCALHOST)?,
+        );
+        std::fs::write(&config, text)?;
+        let log = dir.join("kube-proxy.log");
+        spawn_daemon(
+            Command::new(bin.join("kube-proxy"))
+                .arg("--config")
+                .arg(&config),
+            &log,
+        )?;
+        proxy::wait_synced(Duration::from_secs(60))
+            .with_context(|| format!("see {}", log.display()))
     }
 
     fn layout(
@@ -453,7 +496,7 @@ fn wait_ready(join: &Join, within: Duration) -> anyhow::Result<()> {
 }
 
 /// The machine's own address: a node IP cannot be loopback (pods could not reach it).
-fn node_ip() -> anyhow::Result<Ipv4Addr> {
+pub fn node_ip() -> anyhow::Result<Ipv4Addr> {
     let out = Command::new("ip")
         .args(["-j", "-4", "addr", "show", "scope", "global"])
         .output()?;
