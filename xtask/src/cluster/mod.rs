@@ -3,6 +3,7 @@
 mod config;
 mod cut;
 mod fault;
+mod node_fault;
 mod nodes;
 pub(crate) mod poll;
 pub(crate) mod procs;
@@ -66,6 +67,15 @@ pub enum ClusterCommand {
     },
     /// Heal proxy NAME.
     Heal { name: String },
+    /// Fault: restart a real node's kubelet as it was started; waits until it reports again.
+    KubeletRestart {
+        /// real-node1 or real-node2 (or node1, node2).
+        node: String,
+    },
+    /// Fault: lose a real node: kill its kubelet and containerd (kept for `node-start`).
+    NodeStop { node: String },
+    /// Start a real node `node-stop` stopped (containerd, then the kubelet); waits until Ready.
+    NodeStart { node: String },
 }
 
 pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
@@ -107,6 +117,37 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Heal { name } => {
             cut::signal_proxy(&cluster.dir(), &name, false)?;
             println!("proxy {name} healed");
+        }
+        ClusterCommand::KubeletRestart { node } => {
+            let since = k8s_openapi::jiff::Timestamp::now();
+            let started = Instant::now();
+            let pid = node_fault::restart_kubelet(&cluster.real_nodes()?, &node)?;
+            let bin = tools::bin_dir()?;
+            let reported = || cluster.node_reported(&bin, &node, since);
+            if !poll::wait(
+                Duration::from_millis(500),
+                Duration::from_secs(120),
+                reported,
+            ) {
+                bail!("{node}'s kubelet restarted (pid {pid}) but has not reported Ready since");
+            }
+            let took = progress::human(started.elapsed());
+            println!("{node}'s kubelet restarted (pid {pid}); the node reported Ready in {took}");
+        }
+        ClusterCommand::NodeStop { node } => {
+            node_fault::stop_node(&cluster.dir(), &cluster.real_nodes()?, &node)?;
+            println!(
+                "{node} lost: its kubelet and containerd were killed; `node-start {node}` brings it back"
+            );
+        }
+        ClusterCommand::NodeStart { node } => {
+            let since = k8s_openapi::jiff::Timestamp::now();
+            let started = Instant::now();
+            let bin = tools::bin_dir()?;
+            let ready = |_: Instant| cluster.node_reported(&bin, &node, since);
+            node_fault::start_node(&cluster.dir(), &node, ready, Duration::from_secs(180))?;
+            let took = progress::human(started.elapsed());
+            println!("{node} started again; Ready in {took}");
         }
     }
     Ok(())
@@ -261,6 +302,28 @@ impl Cluster {
             reused,
             no_real_nodes,
         })
+    }
+
+    /// Whether real node `node` (or `nodeN`) is Ready with a heartbeat at or after `since`.
+    fn node_reported(&self, bin: &Path, node: &str, since: k8s_openapi::jiff::Timestamp) -> bool {
+        let name = match node.starts_with("real-") {
+            true => node.to_owned(),
+            false => format!("real-{node}"),
+        };
+        let path = r#"{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}"#;
+        let out = output(
+            self.kubectl(bin)
+                .args(["get", "node", &name, "-o"])
+                .arg(format!("jsonpath={path}")),
+        );
+        let Ok(out) = out else { return false };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        let (ready, beat) = (words.next(), words.next());
+        let beat: Option<k8s_openapi::jiff::Timestamp> = beat.and_then(|b| b.parse().ok());
+        // Heartbeats are in whole seconds.
+        let floor = since - k8s_openapi::jiff::SignedDuration::from_secs(1);
+        ready == Some("True") && beat.is_some_and(|b| b >= floor)
     }
 
     fn real_nodes(&self) -> anyhow::Result<real::RealNodes> {
