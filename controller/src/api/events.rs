@@ -5,6 +5,11 @@
 //! heap, and at 5000 some 35 000 copies. Here a sent Event is remembered by a hash of its key,
 //! its name and its count (under 100 bytes), for at most 6 minutes and at most [`MAX_RECENT`]
 //! Events: an older repeat is sent as a new Event instead of a series, which is harmless.
+//!
+//! At most [`SENDING`] Events are sent at once; the rest wait their turn. An Event is published
+//! after the write it tells of, by a task of its own, so nothing waits for it; unbounded, a
+//! burst of hand-offs opened one more HTTP/1.1 connection to the API server per Event in
+//! flight (each some 25 KiB of TLS session and buffers, kept in the client's pool).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -23,11 +28,14 @@ use serde_json::json;
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// Sent Events remembered at most: about 1 MiB.
 pub(crate) const MAX_RECENT: usize = 8192;
+/// Events sent at once.
+const SENDING: usize = 4;
 
 pub struct Events {
     client: kube::Client,
     reporter: Reporter,
     recent: Mutex<Recent>,
+    sending: tokio::sync::Semaphore,
 }
 
 /// One Event sent, by the hash of its key.
@@ -122,6 +130,7 @@ impl Events {
             client,
             reporter,
             recent: Mutex::default(),
+            sending: tokio::sync::Semaphore::new(SENDING),
         }
     }
 
@@ -135,6 +144,8 @@ impl Events {
         event: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
+        // Never closed, so acquiring only waits.
+        let _turn = self.sending.acquire().await;
         let now = Instant::now();
         let (key, send) = {
             let mut recent = self.recent();

@@ -22,6 +22,9 @@ pub(crate) struct Figures {
     /// On real nodes (`--real`): pod n's exit to pod n+1's start; `null` on kwok's nodes.
     pub pod_gap_p50_ms: Option<f64>,
     pub pod_gap_p99_ms: Option<f64>,
+    /// The driver's CPU time (user + system) over the run, and its open sockets at the end.
+    pub cpu_s: Option<f64>,
+    pub sockets_at_end: Option<usize>,
 }
 
 impl Figures {
@@ -45,6 +48,8 @@ impl Figures {
             peak_rss_mib: None,
             pod_gap_p50_ms: None,
             pod_gap_p99_ms: None,
+            cpu_s: None,
+            sockets_at_end: None,
         }
     }
 
@@ -159,6 +164,12 @@ pub(crate) fn against_floor(ours: &Figures, floor: &Figures) -> String {
             x(r.peak_rss),
         ),
         (
+            "CPU time of the driver",
+            opt(ours.cpu_s, "s"),
+            opt(floor.cpu_s, "s"),
+            x(ratio_of(ours.cpu_s, floor.cpu_s)),
+        ),
+        (
             "Pod n exit → pod n+1 start p50 (real nodes)",
             opt(ours.pod_gap_p50_ms, "ms"),
             opt(floor.pod_gap_p50_ms, "ms"),
@@ -243,11 +254,13 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "cpu_s",
                 "handoff_p50_ms",
                 "handoff_p99_ms",
                 "peak_rss_mib",
                 "pod_gap_p50_ms",
                 "pod_gap_p99_ms",
+                "sockets_at_end",
                 "splits",
                 "splits_per_min",
                 "status_bytes_per_write",

@@ -193,6 +193,10 @@ impl Report {
         );
         f.writes_per_split = (self.operator_writes_total() / self.splits() * 100.0).round() / 100.0;
         f.set_pod_gaps(&self.pod_gaps);
+        if let Some(m) = &self.memory_at_end {
+            f.cpu_s = Some((m.cpu.as_secs_f64() * 10.0).round() / 10.0);
+            f.sockets_at_end = Some(m.sockets);
+        }
         f.status_bytes_per_write = self.status_bytes_per_write();
         f.peak_rss_mib = self
             .peak_rss_kib
@@ -1043,6 +1047,12 @@ fn print_memory(r: &Report) {
             mib(m.anon_kib),
             mib(m.file_kib),
             m.threads
+        );
+        println!(
+            "| {} at the end: open sockets (API connections) / CPU time used | {} / {:.1} s |",
+            r.driver,
+            m.sockets,
+            m.cpu.as_secs_f64()
         );
     }
 }

@@ -17,6 +17,10 @@ pub(super) struct MemoryNow {
     pub anon_kib: u64,
     pub file_kib: u64,
     pub threads: u64,
+    /// Open sockets (its connections to the API server, and its listener).
+    pub sockets: usize,
+    /// CPU time used so far, user + system.
+    pub cpu: Duration,
 }
 
 pub(super) struct DriverProcess {
@@ -122,11 +126,21 @@ impl DriverProcess {
 
     pub fn memory_now(&self) -> Option<MemoryNow> {
         let pid = i32::try_from(self.pid()).ok()?;
-        let status = procfs::process::Process::new(pid).ok()?.status().ok()?;
+        let process = procfs::process::Process::new(pid).ok()?;
+        let status = process.status().ok()?;
+        let stat = process.stat().ok()?;
+        let sockets = process
+            .fd()
+            .ok()?
+            .flatten()
+            .filter(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(_)));
+        let ticks = procfs::ticks_per_second() as f64;
         Some(MemoryNow {
             anon_kib: status.rssanon?,
             file_kib: status.rssfile?,
             threads: status.threads,
+            sockets: sockets.count(),
+            cpu: Duration::from_secs_f64((stat.utime + stat.stime) as f64 / ticks),
         })
     }
 
