@@ -25,6 +25,8 @@ pub(crate) struct Figures {
     /// The driver's CPU time (user + system) over the run, and its open sockets at the end.
     pub cpu_s: Option<f64>,
     pub sockets_at_end: Option<usize>,
+    /// The operator's reconciles that ended in an error; `null` for the floor.
+    pub reconcile_errors: Option<u64>,
 }
 
 impl Figures {
@@ -50,6 +52,7 @@ impl Figures {
             pod_gap_p99_ms: None,
             cpu_s: None,
             sockets_at_end: None,
+            reconcile_errors: None,
         }
     }
 
@@ -100,9 +103,10 @@ impl Ratios {
 #[derive(Debug, Serialize)]
 pub(crate) struct Run {
     pub operator: Figures,
-    /// The floor's figures, measured in the same run on the same cluster.
-    pub floor: Figures,
-    pub ratios: Ratios,
+    /// The floor's figures, measured in the same run on the same cluster (`null` with
+    /// `--no-floor`).
+    pub floor: Option<Figures>,
+    pub ratios: Option<Ratios>,
     /// The CPUs of the machine, and its 1-minute load average at the start and at the end.
     pub cpus: usize,
     pub load_1m: [String; 2],
@@ -260,6 +264,7 @@ mod tests {
                 "peak_rss_mib",
                 "pod_gap_p50_ms",
                 "pod_gap_p99_ms",
+                "reconcile_errors",
                 "sockets_at_end",
                 "splits",
                 "splits_per_min",
@@ -289,11 +294,11 @@ mod tests {
         check_writable(&ok).unwrap();
         let run = Run {
             operator: Figures::new(2, 6, Duration::from_secs(6), &[]),
-            floor: Figures::new(2, 6, Duration::from_secs(3), &[]),
-            ratios: Ratios::of(
+            floor: Some(Figures::new(2, 6, Duration::from_secs(3), &[])),
+            ratios: Some(Ratios::of(
                 &Figures::new(2, 6, Duration::from_secs(6), &[]),
                 &Figures::new(2, 6, Duration::from_secs(3), &[]),
-            ),
+            )),
             cpus: 2,
             load_1m: ["1.0".into(), "2.0".into()],
             operator_binary: "op".into(),

@@ -84,6 +84,13 @@ pub struct OperatorArgs {
     /// the gap from pod n's exit to pod n+1's start.
     #[arg(long)]
     real: bool,
+    /// End each driver's run after this many minutes and report what it did by then (for
+    /// batches the cluster cannot finish in the time at hand).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=600))]
+    time_limit: Option<u64>,
+    /// Run the operator only, not the floor after it.
+    #[arg(long)]
+    no_floor: bool,
     /// Also write the figures as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -112,15 +119,23 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(bench(&kubeconfig, &operator, (workflows, nodes)));
+    let plan = Plan {
+        count: workflows,
+        nodes,
+        time_limit: args.time_limit.map(|m| Duration::from_secs(m * 60)),
+        floor: !args.no_floor,
+    };
+    let result = runtime.block_on(bench(&kubeconfig, &operator, plan));
     if let Some(cluster) = started {
         cluster.down()?;
     }
     let (ours, floor) = result?;
     print_report(&ours);
-    print_against_floor(&ours.figures(), &floor.figures(), &floor);
+    if let Some(floor) = &floor {
+        print_against_floor(&ours.figures(), &floor.figures(), floor);
+    }
     if let Some(path) = &args.json {
-        run_figures(&ours, &floor, &operator).write(path)?;
+        run_figures(&ours, floor.as_ref(), &operator).write(path)?;
         println!("Figures written to {}", path.display());
     }
     Ok(())
@@ -147,6 +162,10 @@ struct Report {
     /// On real nodes: pod n's exit to pod n+1's start, seen (sorted) and by container times.
     pod_gaps: Vec<Duration>,
     coarse_pod_gaps: Vec<i64>,
+    /// Jobs seen Complete: every split, unless the run hit its time limit.
+    splits_done: usize,
+    /// The operator's reconciles that ended in an error, by kind.
+    reconcile_errors: BTreeMap<String, f64>,
     operator_histogram: Option<Histogram>,
     operator_writes: BTreeMap<String, f64>,
     /// Bytes of the status patches the operator sent (its own counter).
@@ -185,14 +204,11 @@ impl Report {
     }
 
     fn figures(&self) -> Figures {
-        let mut f = Figures::new(
-            self.workflows,
-            self.workflows * SPLITS,
-            self.total,
-            &self.handoffs,
-        );
+        let mut f = Figures::new(self.workflows, self.splits_done, self.total, &self.handoffs);
         f.writes_per_split = (self.operator_writes_total() / self.splits() * 100.0).round() / 100.0;
         f.set_pod_gaps(&self.pod_gaps);
+        f.reconcile_errors =
+            (self.driver == "operator").then(|| self.reconcile_errors.values().sum::<f64>() as u64);
         if let Some(m) = &self.memory_at_end {
             f.cpu_s = Some((m.cpu.as_secs_f64() * 10.0).round() / 10.0);
             f.sockets_at_end = Some(m.sockets);
@@ -205,14 +221,18 @@ impl Report {
     }
 }
 
-fn run_figures(ours: &Report, floor: &Report, operator: &Path) -> figures::Run {
-    let (ours_f, floor_f) = (ours.figures(), floor.figures());
+fn run_figures(ours: &Report, floor: Option<&Report>, operator: &Path) -> figures::Run {
+    let ours_f = ours.figures();
+    let floor_f = floor.map(Report::figures);
     figures::Run {
-        ratios: figures::Ratios::of(&ours_f, &floor_f),
+        ratios: floor_f.as_ref().map(|f| figures::Ratios::of(&ours_f, f)),
         operator: ours_f,
         floor: floor_f,
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_1m: [ours.load.0.clone(), floor.load.1.clone()],
+        load_1m: [
+            ours.load.0.clone(),
+            floor.map_or(&ours.load.1, |f| &f.load.1).clone(),
+        ],
         operator_binary: operator.display().to_string(),
     }
 }
@@ -227,11 +247,23 @@ fn operator_only(key: &str) -> bool {
 
 /// The operator's run, then the floor's, each in a namespace of its own; both namespaces are
 /// deleted at the end (a deletion during the floor's run would add to the writes it counts).
+/// What one bench run does.
+#[derive(Clone, Copy)]
+struct Plan {
+    count: usize,
+    nodes: Nodes,
+    /// Each driver's run ends then, finished or not.
+    time_limit: Option<Duration>,
+    /// Whether the floor runs after the operator.
+    floor: bool,
+}
+
 async fn bench(
     kubeconfig: &Path,
     operator: &Path,
-    (count, nodes): (usize, Nodes),
-) -> anyhow::Result<(Report, Report)> {
+    plan: Plan,
+) -> anyhow::Result<(Report, Option<Report>)> {
+    let Plan { count, nodes, .. } = plan;
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig)?,
@@ -244,17 +276,19 @@ async fn bench(
     let mut namespaces = Vec::new();
     let result = async {
         let mut reports = Vec::new();
-        for driver in [Driver::Operator(operator), Driver::Floor] {
+        let drivers = [Driver::Operator(operator), Driver::Floor];
+        for driver in &drivers[..if plan.floor { 2 } else { 1 }] {
+            let driver = *driver;
             let namespace = create_namespace(&client, nodes).await?;
             namespaces.push(namespace.clone());
             eprintln!(
                 "{}: namespace {namespace}, {count} workflows of {SPLITS} splits",
                 driver.name()
             );
-            let run = (driver, nodes);
+            let run = (driver, plan);
             reports.push(measure(&client, kubeconfig, run, &namespace, count).await?);
         }
-        let floor = reports.pop().context("the floor's run")?;
+        let floor = if plan.floor { reports.pop() } else { None };
         let ours = reports.pop().context("the operator's run")?;
         anyhow::Ok((ours, floor))
     }
@@ -289,7 +323,7 @@ impl Driver<'_> {
 async fn measure(
     client: &Client,
     kubeconfig: &Path,
-    (driver, nodes): (Driver<'_>, Nodes),
+    (driver, plan): (Driver<'_>, Plan),
     namespace: &str,
     count: usize,
 ) -> anyhow::Result<Report> {
@@ -299,6 +333,7 @@ async fn measure(
         jobs.clone(),
     ));
     let pods: pods::Seen = Arc::default();
+    let nodes = plan.nodes;
     let pod_watch = (nodes == Nodes::Real).then(|| {
         tokio::spawn(pods::watch(
             Api::namespaced(client.clone(), namespace),
@@ -346,7 +381,9 @@ async fn measure(
         Driver::Floor => child.go()?,
     }
     let floor = matches!(driver, Driver::Floor);
-    let (succeeded, failed) = wait_finished((&phases, floor), count, &jobs, &mut child).await?;
+    let limit = plan.time_limit;
+    let (succeeded, failed) =
+        wait_finished((&phases, floor, limit), count, &jobs, &mut child).await?;
     let total = started.elapsed();
     let load_after = loadavg();
     let peak_rss_kib = child.peak_rss_kib();
@@ -375,6 +412,7 @@ async fn measure(
 
     let workflow_events = operator_event_writes(client, namespace).await?;
     let jobs = std::mem::take(&mut *jobs.lock().unwrap());
+    let splits_done = jobs.values().filter(|j| j.complete_seen.is_some()).count();
     let (handoffs, coarse_handoffs) = handoffs(&jobs)?;
     let (pod_gaps, coarse_pod_gaps) = pods::gaps(&std::mem::take(&mut *pods.lock().unwrap()))?;
     let metrics = scrape(&metrics.unwrap_or_default());
@@ -393,6 +431,8 @@ async fn measure(
         coarse_handoffs,
         pod_gaps,
         coarse_pod_gaps,
+        splits_done,
+        reconcile_errors: labelled_samples(&metrics, "roiergasias_reconcile_errors_total", "kind"),
         operator_histogram: Histogram::find(&metrics, "roiergasias_split_handoff_seconds"),
         operator_writes: labelled_samples(&metrics, "roiergasias_api_writes_total", "kind"),
         status_patch_bytes: scalar(&metrics, "roiergasias_status_patch_bytes_total"),
@@ -642,12 +682,12 @@ fn last_splits_complete(jobs: &HashMap<String, JobSeen>) -> usize {
 
 /// Waits until every Workflow (or, for the floor, every chain) has finished.
 async fn wait_finished(
-    (phases, floor): (&Mutex<HashMap<String, Phase>>, bool),
+    (phases, floor, limit): (&Mutex<HashMap<String, Phase>>, bool, Option<Duration>),
     count: usize,
     jobs: &Mutex<HashMap<String, JobSeen>>,
     child: &mut DriverProcess,
 ) -> anyhow::Result<(usize, usize)> {
-    let timeout = finish_timeout(count);
+    let timeout = limit.unwrap_or_else(|| finish_timeout(count));
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     loop {
@@ -674,6 +714,10 @@ async fn wait_finished(
                 jobs.len()
             );
             last_report = Instant::now();
+        }
+        if Instant::now() > deadline && limit.is_some() {
+            eprintln!("  time limit {timeout:?} reached: {succeeded} succeeded, {failed} failed");
+            return Ok((succeeded, failed));
         }
         if Instant::now() > deadline {
             bail!(
@@ -880,7 +924,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn print_report(r: &Report) {
-    let splits = (r.workflows * SPLITS) as f64;
+    let splits = r.splits_done.max(1) as f64;
     println!();
     println!(
         "Operator bench: {} workflows × {SPLITS} splits (node1, node2, node2) created at once; {} succeeded.",
@@ -991,6 +1035,19 @@ fn print_report(r: &Report) {
             bytes / status_writes
         );
     }
+    let errors: Vec<String> = r
+        .reconcile_errors
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "| Reconcile errors (operator's counter) | {} |",
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(", ")
+        }
+    );
     print_memory(r);
     println!();
     let others: Vec<String> = r

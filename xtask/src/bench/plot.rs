@@ -35,7 +35,7 @@ pub(crate) struct Point {
 #[derive(Deserialize)]
 struct RunFile {
     operator: Point,
-    floor: Point,
+    floor: Option<Point>,
 }
 
 pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
@@ -54,15 +54,20 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
 }
 
 /// The series of one figure, ours and the floor's, as (workflows, value) points.
-fn series(runs: &[(Point, Point)], figure: fn(&Point) -> Option<f64>) -> [Vec<(f64, f64)>; 2] {
+fn series(runs: &[Run], figure: fn(&Point) -> Option<f64>) -> [Vec<(f64, f64)>; 2] {
     let of = |p: &Point| figure(p).map(|v| (p.workflows, v));
     [
         runs.iter().filter_map(|(ours, _)| of(ours)).collect(),
-        runs.iter().filter_map(|(_, floor)| of(floor)).collect(),
+        runs.iter()
+            .filter_map(|(_, floor)| floor.as_ref().and_then(of))
+            .collect(),
     ]
 }
 
-fn draw(runs: &[(Point, Point)], out: &Path) -> anyhow::Result<()> {
+/// The operator's figures, and the floor's when it ran.
+type Run = (Point, Option<Point>);
+
+fn draw(runs: &[Run], out: &Path) -> anyhow::Result<()> {
     if runs.is_empty() {
         bail!("no runs to plot");
     }
@@ -212,9 +217,12 @@ mod tests {
     fn series_leave_out_missing_figures() {
         let mut a = point(200.0, 10.0, 1.0);
         a.handoff_p99_ms = None;
-        let runs = [(a, point(200.0, 5.0, 2.0))];
+        let runs = [
+            (a, Some(point(200.0, 5.0, 2.0))),
+            (point(5000.0, 1.0, 1.0), None),
+        ];
         let [ours, floor] = series(&runs, |p| p.handoff_p99_ms);
-        assert!(ours.is_empty());
+        assert_eq!(ours, vec![(5000.0, 1.0)]);
         assert_eq!(floor, vec![(200.0, 5.0)]);
     }
 }
