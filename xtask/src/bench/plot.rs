@@ -102,11 +102,7 @@ type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type Line<'a> = (&'a str, &'a Vec<(f64, f64)>, RGBColor, bool);
 
 /// One chart: `lines` of (label, points, colour, solid) against workflows on a log scale.
-fn panel(
-    area: &Area,
-    (title, unit): (&str, &str),
-    lines: &[Line],
-) -> anyhow::Result<()> {
+fn panel(area: &Area, (title, unit): (&str, &str), lines: &[Line]) -> anyhow::Result<()> {
     let points = lines.iter().flat_map(|l| l.1.iter());
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max) * 1.3;
     let x_min = points.clone().map(|p| p.0).fold(x_max, f64::min) / 1.3;
