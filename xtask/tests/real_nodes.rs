@@ -89,15 +89,22 @@ fn host_snapshot() -> BTreeMap<&'static str, String> {
     .collect();
     snap.insert("host paths", paths.join("\n"));
     snap.insert("processes", ours().join("\n"));
-    // kube-proxy's rules: every table, without iptables-save's counters and timestamps.
+    // kube-proxy's: every table's own chains and rules (an emptied table may stay listed).
     let saved = Command::new("iptables-save")
         .output()
         .expect("iptables-save");
-    let rules: Vec<String> = String::from_utf8_lossy(&saved.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(" [").next().unwrap_or(l).to_string())
-        .collect();
+    let mut table = String::new();
+    let mut rules = Vec::new();
+    for line in String::from_utf8_lossy(&saved.stdout).lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            table = name.to_string();
+        } else if line.starts_with("-A ") || (line.starts_with(':') && line.contains(" - ")) {
+            rules.push(format!(
+                "{table}: {}",
+                line.split(" [").next().unwrap_or(line)
+            ));
+        }
+    }
     snap.insert("iptables", rules.join("\n"));
     snap
 }

@@ -38,6 +38,9 @@ pub struct HostState {
     pub sysctls: BTreeMap<String, String>,
     /// Host paths that did not exist, so `down` removes them again.
     pub absent_paths: Vec<String>,
+    /// kube-proxy's chains the host had already (a Kubernetes node's own), which `down` leaves.
+    #[serde(default)]
+    pub iptables_chains: Vec<String>,
 }
 
 impl HostState {
@@ -56,6 +59,7 @@ impl HostState {
             owner: owner.to_string(),
             sysctls,
             absent_paths,
+            iptables_chains: super::proxy::chains_left(),
         }
     }
 
@@ -152,6 +156,7 @@ mod tests {
             owner: "x".into(),
             sysctls: BTreeMap::new(),
             absent_paths: vec![made.display().to_string()],
+            iptables_chains: Vec::new(),
         };
         assert!(state.restore().is_empty());
         assert!(!made.exists());

@@ -154,7 +154,6 @@ impl RealNodes {
             roots: vec![self.nodes_dir(), self.run.clone()],
             cgroups: NODES.iter().map(|(_, l)| cgroup_root(l)).collect(),
             bridges: NODES.iter().map(|(_, l)| bridge(l)).collect(),
-            proxy_chains: true,
         }
     }
 
@@ -188,10 +187,10 @@ impl RealNodes {
     pub fn stop(&self) -> anyhow::Result<()> {
         let state = HostState::load(&self.state_file())?;
         let footprint = self.footprint();
-        footprint.clear(Duration::from_secs(10));
-        // Its chains outlive it; only kube-proxy knows them all.
-        proxy::clean(&crate::tools::bin_dir()?)?;
-        let left = footprint.left();
+        let left = footprint.clear(Duration::from_secs(10));
+        // Its chains outlive it; those the host had before `up` stay.
+        let kept = state.as_ref().map(|s| s.iptables_chains.clone());
+        proxy::clean(&crate::tools::bin_dir()?, &kept.unwrap_or_default())?;
         if !left.is_empty() {
             bail!("could not remove the real nodes' {}", left.join(", "));
         }

@@ -45,12 +45,18 @@ pub fn config(kubeconfig: &Path, node: &str, health_port: u16, metrics_port: u16
     .to_string()
 }
 
-/// kube-proxy's chains on the host, one line each (empty when it left none).
+/// kube-proxy's chains on the host, as `table/KUBE-NAME` (empty when there are none).
 pub fn chains_left() -> Vec<String> {
-    let Ok(out) = Command::new("iptables-save").output() else {
-        return Vec::new();
-    };
-    chains(&String::from_utf8_lossy(&out.stdout))
+    chains(&saved(None))
+}
+
+fn saved(table: Option<&str>) -> String {
+    let mut cmd = Command::new("iptables-save");
+    if let Some(table) = table {
+        cmd.args(["-t", table]);
+    }
+    let out = cmd.output().map(|o| o.stdout).unwrap_or_default();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn chains(saved: &str) -> Vec<String> {
@@ -61,26 +67,62 @@ fn chains(saved: &str) -> Vec<String> {
             table = name;
         } else if let Some(rest) = line.strip_prefix(CHAIN_PREFIX) {
             let chain = rest.split_whitespace().next().unwrap_or_default();
-            found.push(format!("iptables chain KUBE-{chain} ({table})"));
+            found.push(format!("{table}/KUBE-{chain}"));
         }
     }
     found
 }
 
-/// Removes kube-proxy's rules and chains (`kube-proxy --cleanup`), if it left any.
-pub fn clean(bin: &Path) -> anyhow::Result<()> {
-    if chains_left().is_empty() {
+/// The rules of `saved` (one table's) that jump to `chain`, as arguments for `iptables -D`.
+fn jumps_to(saved: &str, chain: &str) -> Vec<Vec<String>> {
+    saved
+        .lines()
+        .filter_map(|l| l.strip_prefix("-A "))
+        .filter_map(|rule| shell_words::split(rule).ok())
+        .filter(|args| args.windows(2).any(|w| w[0] == "-j" && w[1] == chain))
+        .collect()
+}
+
+/// Removes kube-proxy's rules and chains but those in `kept` (the host's own): `kube-proxy
+/// --cleanup`, then what it leaves to a kubelet (KUBE-FIREWALL), by hand.
+pub fn clean(bin: &Path, kept: &[String]) -> anyhow::Result<()> {
+    let ours = || -> Vec<String> {
+        let mut left = chains_left();
+        left.retain(|c| !kept.contains(c));
+        left
+    };
+    if ours().is_empty() {
         return Ok(());
     }
-    let out = Command::new(bin.join("kube-proxy"))
+    let _ = Command::new(bin.join("kube-proxy"))
         .arg("--cleanup")
-        .output()
-        .context("running kube-proxy --cleanup")?;
-    let left = chains_left();
+        .output();
+    for entry in ours() {
+        let (table, chain) = entry.split_once('/').expect("table/chain");
+        for rule in jumps_to(&saved(Some(table)), chain) {
+            let delete: Vec<String> = std::iter::once("-D".to_string()).chain(rule).collect();
+            iptables(table, &delete)?;
+        }
+        iptables(table, &["-F".into(), chain.into()])?;
+        iptables(table, &["-X".into(), chain.into()])?;
+    }
+    let left = ours();
     if !left.is_empty() {
+        bail!("kube-proxy's iptables chains {} are left", left.join(", "));
+    }
+    Ok(())
+}
+
+fn iptables(table: &str, args: &[String]) -> anyhow::Result<()> {
+    let out = Command::new("iptables")
+        .args(["-t", table])
+        .args(args)
+        .output()
+        .context("running iptables")?;
+    if !out.status.success() {
         bail!(
-            "kube-proxy --cleanup left {} ({})",
-            left.join(", "),
+            "iptables -t {table} {} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -128,17 +170,17 @@ mod tests {
     }
 
     #[test]
-    fn its_chains_are_found_in_every_table_and_nothing_else() {
-        let saved = "# Generated\n*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n\
-                     -A FORWARD -j KUBE-FORWARD\nCOMMIT\n*nat\n:OUTPUT ACCEPT [0:0]\n\
+    fn its_chains_and_the_rules_jumping_to_them_are_found() {
+        let saved = "# Generated\n*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n\
+                     -A INPUT -j KUBE-FIREWALL\n-A KUBE-FIREWALL -m comment --comment \"block x\" -j DROP\n\
+                     -A OUTPUT -d 10.0.0.1/32 -j ACCEPT\nCOMMIT\n*nat\n:OUTPUT ACCEPT [0:0]\n\
                      :KUBE-SERVICES - [0:0]\n:KUBELIKE - [0:0]\nCOMMIT\n";
-        assert_eq!(
-            chains(saved),
-            [
-                "iptables chain KUBE-FORWARD (filter)",
-                "iptables chain KUBE-SERVICES (nat)"
-            ]
-        );
+        assert_eq!(chains(saved), ["filter/KUBE-FIREWALL", "nat/KUBE-SERVICES"]);
         assert!(chains("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n").is_empty());
+        assert_eq!(
+            jumps_to(saved, "KUBE-FIREWALL"),
+            [["INPUT", "-j", "KUBE-FIREWALL"]]
+        );
+        assert!(jumps_to(saved, "KUBE-SERVICES").is_empty());
     }
 }

@@ -18,8 +18,6 @@ pub struct Footprint {
     /// Cgroup names (the same in every hierarchy) holding the pods.
     pub cgroups: Vec<String>,
     pub bridges: Vec<String>,
-    /// Whether kube-proxy's iptables chains count (a unit test's footprint leaves them to the host).
-    pub proxy_chains: bool,
 }
 
 impl Footprint {
@@ -135,9 +133,6 @@ impl Footprint {
                 .map(|c| format!("cgroup {}", c.display())),
         );
         left.extend(self.live_bridges().iter().map(|b| format!("bridge {b}")));
-        if self.proxy_chains {
-            left.extend(super::proxy::chains_left());
-        }
         left
     }
 }
@@ -193,7 +188,6 @@ mod tests {
             roots: vec![dir.path().to_path_buf()],
             cgroups: vec![],
             bridges: vec![],
-            proxy_chains: false,
         };
         // Until the child has exec'd, its command line is still ours; and until sh's own child
         // has exec'd `sleep`, that one's is sh's, naming the root too.
