@@ -1,9 +1,9 @@
 //! The one seam between the operator's logic and the API server: every call a reconcile makes.
 //! [`KubeCluster`] carries them out over kube (with the watch caches); tests use a fake.
 
+mod events;
 #[cfg(test)]
 pub(crate) mod fake;
-mod events;
 mod kube;
 
 use std::future::Future;

@@ -161,7 +161,9 @@ pub fn kubelet_config(node: &NodeLayout, client_ca: &std::path::Path) -> String 
         "serializeImagePulls": false,
         "rotateCertificates": false,
         "serverTLSBootstrap": false,
-        "maxPods": 20,
+        // The suite's real-pod tests, walkthroughs (operator pods too) and fault tests share two
+        // nodes: 20 ran out once, and a test's pod then waits Unschedulable ("Too many pods").
+        "maxPods": 100,
         // Images are imported, never pulled: nothing may garbage-collect them.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
@@ -366,7 +368,7 @@ mod tests {
             "serializeImagePulls": false,
             "rotateCertificates": false,
             "serverTLSBootstrap": false,
-            "maxPods": 20,
+            "maxPods": 100,
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
