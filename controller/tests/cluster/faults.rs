@@ -5,6 +5,7 @@
 
 mod chaos;
 mod partition;
+mod real_nodes;
 
 use std::time::Duration;
 

@@ -304,13 +304,14 @@ impl Cluster {
         })
     }
 
-    /// Whether real node `node` (or `nodeN`) is Ready with a heartbeat at or after `since`.
+    /// Whether real node `node` (or `nodeN`) is Ready with a heartbeat at or after `since`, and
+    /// without the taints of a node that is not ready or unreachable.
     fn node_reported(&self, bin: &Path, node: &str, since: k8s_openapi::jiff::Timestamp) -> bool {
         let name = match node.starts_with("real-") {
             true => node.to_owned(),
             false => format!("real-{node}"),
         };
-        let path = r#"{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}"#;
+        let path = r#"{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime} {.spec.taints[*].key}"#;
         let out = output(
             self.kubectl(bin)
                 .args(["get", "node", &name, "-o"])
@@ -323,7 +324,13 @@ impl Cluster {
         let beat: Option<k8s_openapi::jiff::Timestamp> = beat.and_then(|b| b.parse().ok());
         // Heartbeats are in whole seconds.
         let floor = since - k8s_openapi::jiff::SignedDuration::from_secs(1);
-        ready == Some("True") && beat.is_some_and(|b| b >= floor)
+        // The node controller lifts the taints of a node it had lost on its next check.
+        let lost = [
+            "node.kubernetes.io/unreachable",
+            "node.kubernetes.io/not-ready",
+        ];
+        let tainted = words.any(|t| lost.contains(&t));
+        ready == Some("True") && beat.is_some_and(|b| b >= floor) && !tainted
     }
 
     fn real_nodes(&self) -> anyhow::Result<real::RealNodes> {

@@ -100,10 +100,11 @@ fn pid_of(nodes: &RealNodes, node: &str, exe: &str) -> anyhow::Result<i32> {
 }
 
 fn stop(pid: i32, what: &str, kill_it: bool) -> anyhow::Result<()> {
+    // Taken first: a killed process is gone at once.
+    let proc = Proc::of(pid).with_context(|| format!("{what} exited meanwhile"))?;
     if kill_it {
         kill(Pid::from_raw(pid), Signal::SIGKILL).with_context(|| format!("killing {what}"))?;
     }
-    let proc = Proc::of(pid).context("it exited meanwhile")?;
     if !terminate(&[proc], Duration::from_secs(10)).is_empty() {
         bail!("{what} (pid {pid}) did not exit");
     }
