@@ -81,7 +81,7 @@ fn draw(runs: &[Run], out: &Path) -> anyhow::Result<()> {
     let [memory, floor_memory] = series(runs, |p| p.peak_rss_mib);
     panel(
         &left,
-        ("Hand-off latency", "ms"),
+        ("Hand-off latency (log scale)", "ms"),
         &[
             ("operator p99", &p99, OURS, true),
             ("operator p50", &p50, OURS, false),
@@ -91,7 +91,7 @@ fn draw(runs: &[Run], out: &Path) -> anyhow::Result<()> {
     )?;
     panel(
         &right,
-        ("Peak memory (VmHWM)", "MiB"),
+        ("Peak memory (VmHWM, log scale)", "MiB"),
         &[
             ("operator", &memory, OURS, true),
             ("floor", &floor_memory, FLOOR, true),
@@ -111,19 +111,23 @@ fn panel(area: &Area, (title, unit): (&str, &str), lines: &[Line]) -> anyhow::Re
     let points = lines.iter().flat_map(|l| l.1.iter());
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max) * 1.3;
     let x_min = points.clone().map(|p| p.0).fold(x_max, f64::min) / 1.3;
-    let y_max = points.map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let y_max = points.clone().map(|p| p.1).fold(1.0, f64::max) * 1.3;
+    // Latencies span from milliseconds to minutes: log scales, from at most 10 so that a decade
+    // is labelled; each point also carries its value.
+    let y_min = points.map(|p| p.1).fold(10.0, f64::min).max(0.1) / 1.5;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)
+        .y_label_area_size(70)
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
         .map_err(plot_error)?;
     chart
         .configure_mesh()
         .x_desc("workflows (three splits each)")
         .y_desc(unit)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(plot_error)?;
@@ -139,6 +143,13 @@ fn panel(area: &Area, (title, unit): (&str, &str), lines: &[Line]) -> anyhow::Re
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, style.filled())))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Text::new(format!(" {:.0}", p.1), *p, ("sans-serif", 13).into_font())),
+            )
             .map_err(plot_error)?;
     }
     chart
