@@ -73,6 +73,24 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
         .collect()
 }
 
+/// Reading Nodes (readNodes, the default): a lost node's split fails instead of waiting.
+fn node_permissions() -> BTreeMap<(String, String), BTreeSet<String>> {
+    BTreeMap::from([(
+        (String::new(), "nodes".to_string()),
+        BTreeSet::from(["get".to_string()]),
+    )])
+}
+
+#[test]
+fn watching_a_list_of_namespaces_the_operator_reads_nodes_and_nothing_else_cluster_wide() {
+    let docs = template(CHART, "ops", &["watchNamespaces={team-a}"]);
+    let role = one(&docs, "ClusterRole");
+    assert_eq!(str_at(role, "/metadata/name"), "roiergasias-operator-ops");
+    assert_eq!(permissions(role), node_permissions());
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+}
+
 pub(crate) fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
@@ -123,7 +141,9 @@ fn operator_chart_watching_all_namespaces_grants_exactly_what_the_controller_use
     assert_eq!(str_at(sa, "/metadata/namespace"), "ops");
 
     let role = one(&docs, "ClusterRole");
-    assert_eq!(permissions(role), expected_workflow_permissions());
+    let mut expected = expected_workflow_permissions();
+    expected.extend(node_permissions());
+    assert_eq!(permissions(role), expected);
     let text = serde_json::to_string(&docs).unwrap();
     assert!(!text.contains("secrets"), "no access to secrets");
     assert!(!text.contains("\"*\""), "no wildcards");
@@ -252,6 +272,7 @@ fn operator_chart_watching_a_list_of_namespaces_grants_nothing_cluster_wide() {
         "ops",
         &[
             "watchNamespaces={team-a,team-b}",
+            "readNodes=false",
             "leaderElection.enabled=false",
             "metrics.service.enabled=false",
             "logFormat=text",
