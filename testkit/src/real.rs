@@ -13,6 +13,35 @@ use serde_json::{Value, json};
 use crate::operator::RUNNER_IMAGE;
 use crate::wait;
 
+/// Real pods start in seconds, not at once as on kwok.
+pub const REAL: Duration = Duration::from_secs(180);
+/// Where a test's host directory ([`host_dir`]) is mounted in the pods of [`GATED`].
+pub const GATE: &str = "/gate";
+
+/// Split 1 on node1 says it runs, waits for the gate, and reports its pod's host name (the pod's
+/// name) as `token`; split 2 on node2 prints what it received.
+pub const GATED: &str = r#"version: 0.1
+task:
+  - node: node1
+    sequential:
+      - execute:
+          - "touch /gate/started"
+          - "sh -c 'until [ -e /gate/go ]; do sleep 0.1; done'"
+          - "sh -c 'echo \"token=$(uname -n)\" >> \"$ROIERGASIAS_ENV\"'"
+      - print: ["split 1 passed the gate"]
+  - node: node2
+    sequential:
+      - print: ["split 2 got {{env:token}}"]
+"#;
+
+/// A client and a fresh namespace whose pods run on the real nodes, the CRDs installed.
+pub async fn real_setup(prefix: &str) -> (Client, crate::TestNamespace) {
+    let client = crate::client().await;
+    crate::ensure_crds(&client).await;
+    let ns = crate::TestNamespace::on_real_nodes(&client, prefix).await;
+    (client, ns)
+}
+
 /// A directory under /tmp every pod's user may write to (the runner runs as uid 65532), removed
 /// when dropped: pods mount it with [`host_dir_template`].
 pub fn host_dir() -> tempfile::TempDir {

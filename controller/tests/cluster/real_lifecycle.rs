@@ -5,15 +5,14 @@
 //! A pod waits on, or fails without, a file the test makes in a host directory mounted into it
 //! (both nodes are this host's processes): every step happens on a condition, not a clock.
 
-use std::time::Duration;
-
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use roiergasias_crd::{MachineState, Phase, SplitPhase, Workflow, WorkflowStatus};
 use roiergasias_testkit::real::{
-    RanPod, host_dir, host_dir_template, one_pod_of, pod_names, sleeping, wait_file,
+    GATE, GATED, REAL, RanPod, host_dir, host_dir_template, one_pod_of, pod_names, real_setup,
+    sleeping, wait_file,
 };
 use roiergasias_testkit::workflow::*;
 use roiergasias_testkit::{Operator, TestNamespace, until, wait_deleted, wait_for_within};
@@ -21,19 +20,8 @@ use serde_json::json;
 
 use crate::OPERATOR;
 
-/// Real pods start in seconds, not at once as on kwok.
-const REAL: Duration = Duration::from_secs(180);
 /// Exit code of a test crash point.
 const CRASHED: i32 = 86;
-/// Where the test's host directory is mounted in the pods.
-const GATE: &str = "/gate";
-
-async fn real_setup(prefix: &str) -> (Client, TestNamespace) {
-    let client = roiergasias_testkit::client().await;
-    roiergasias_testkit::ensure_crds(&client).await;
-    let ns = TestNamespace::on_real_nodes(&client, prefix).await;
-    (client, ns)
-}
 
 /// Waits, as long as real pods may take, until the workflow's status satisfies `test`.
 async fn wait_real(
@@ -46,22 +34,6 @@ async fn wait_real(
     let wf = wait_for_within(api, name, what, REAL, cond).await;
     wf.status.expect("a status")
 }
-
-/// Split 1 on node1 says it runs, waits for the gate, and reports its pod's host name (the pod's
-/// name) as `token`; split 2 on node2 prints what it received.
-const GATED: &str = r#"version: 0.1
-task:
-  - node: node1
-    sequential:
-      - execute:
-          - "touch /gate/started"
-          - "sh -c 'until [ -e /gate/go ]; do sleep 0.1; done'"
-          - "sh -c 'echo \"token=$(uname -n)\" >> \"$ROIERGASIAS_ENV\"'"
-      - print: ["split 1 passed the gate"]
-  - node: node2
-    sequential:
-      - print: ["split 2 got {{env:token}}"]
-"#;
 
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask test"]

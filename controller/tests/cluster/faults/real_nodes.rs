@@ -9,45 +9,20 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::Client;
 use kube::api::{Api, PostParams};
 use roiergasias_crd::{Phase, Workflow};
-use roiergasias_testkit::real::{host_dir, host_dir_template, one_pod_of, pods_of, wait_file};
+use roiergasias_testkit::Operator;
+use roiergasias_testkit::real::{
+    GATE, GATED, REAL, host_dir, host_dir_template, one_pod_of, pods_of, real_setup, wait_file,
+};
 use roiergasias_testkit::workflow::*;
-use roiergasias_testkit::{Operator, TestNamespace};
 
 use super::xtask_cluster;
 use crate::OPERATOR;
 
-/// Real pods start in seconds, not at once as on kwok.
-const REAL: Duration = Duration::from_secs(180);
 /// The test cluster's controller manager judges a node lost after 200 s without a heartbeat
 /// (kwokctl's --node-monitor-grace-period=3m20s), checking every 25 s.
 const LOST: Duration = Duration::from_secs(420);
-const GATE: &str = "/gate";
-
-/// Split 1 on node1 says it runs, waits for the gate, and reports its pod's host name (the pod's
-/// name) as `token`; split 2 on node2 prints what it received.
-const GATED: &str = r#"version: 0.1
-task:
-  - node: node1
-    sequential:
-      - execute:
-          - "touch /gate/started"
-          - "sh -c 'until [ -e /gate/go ]; do sleep 0.1; done'"
-          - "sh -c 'echo \"token=$(uname -n)\" >> \"$ROIERGASIAS_ENV\"'"
-      - print: ["split 1 passed the gate"]
-  - node: node2
-    sequential:
-      - print: ["split 2 got {{env:token}}"]
-"#;
-
-async fn real_setup(prefix: &str) -> (Client, TestNamespace) {
-    let client = roiergasias_testkit::client().await;
-    roiergasias_testkit::ensure_crds(&client).await;
-    let ns = TestNamespace::on_real_nodes(&client, prefix).await;
-    (client, ns)
-}
 
 #[tokio::test]
 #[ignore = "restarts a real node's kubelet: `cargo xtask test` runs faults:: after the other tests"]

@@ -2,9 +2,9 @@
 //! on a gate (a host directory the pods mount) so the operator changes while it runs, and the
 //! workflow must still finish with one Job per split.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use roiergasias_testkit::real::{host_dir, host_dir_template, tag_image, wait_file};
+use roiergasias_testkit::real::{GATE, REAL, host_dir, host_dir_template, tag_image, wait_file};
 use roiergasias_testkit::wait;
 use roiergasias_testkit::workflow::workflow;
 use serde_json::Value;
@@ -13,8 +13,6 @@ use super::in_cluster::RELEASE;
 use super::{PATIENCE, Walk};
 use crate::support::*;
 
-/// As long as real pods may take.
-const REAL: Duration = Duration::from_secs(180);
 const GATED_NAME: &str = "gated";
 /// Split 1 on node1 waits for the gate, then hands a value to splits 2 and 3 on node2.
 const GATED: &str = r#"version: 0.1
@@ -47,7 +45,7 @@ impl Walk {
 
     /// Applies the gated workflow and waits until split 1 runs; open `gate/go` to let it pass.
     fn start_gated(&self, gate: &std::path::Path) {
-        let template = host_dir_template(gate, "/gate");
+        let template = host_dir_template(gate, GATE);
         let manifest = self.dir.path().join("gated.json");
         let wf = workflow(GATED_NAME, GATED, Some(template));
         std::fs::write(&manifest, serde_json::to_string(&wf).unwrap()).unwrap();
