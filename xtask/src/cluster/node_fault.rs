@@ -204,19 +204,30 @@ mod tests {
             .stdout(file)
             .spawn()
             .unwrap();
-        let launch = Launch::of(first.id() as i32).unwrap();
+        let launch = started(first.id() as i32, |l| l.env.contains_key("MARK"));
         let _ = first.kill();
         let _ = first.wait();
         assert_eq!(launch.args, ["sleep", "300"]);
         assert_eq!(launch.log.as_deref(), Some(log.as_path()));
         let again = launch.spawn().unwrap() as i32;
-        let relaunched = Launch::of(again).unwrap();
+        let relaunched = started(again, |l| *l == launch);
         let _ = kill(Pid::from_raw(again), Signal::SIGKILL);
         assert_eq!(
             relaunched, launch,
             "same command, directory, environment and log"
         );
         assert_eq!(launch.env.get("MARK").map(String::as_str), Some("kept"));
+    }
+
+    /// The process's launch once `ready` holds of it: a child just spawned may still be in
+    /// exec, its command line and environment not yet set up (empty in /proc).
+    fn started(pid: i32, ready: impl Fn(&Launch) -> bool) -> Launch {
+        let probe = || match Launch::of(pid) {
+            Ok(l) if ready(&l) => Ok(l),
+            Ok(l) => Err(format!("not yet as expected: {l:?}")),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        poll::until(Duration::from_millis(10), Duration::from_secs(10), probe).unwrap()
     }
 
     #[test]
