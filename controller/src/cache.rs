@@ -22,6 +22,8 @@ use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use roiergasias_crd::{Phase, Workflow};
 
+mod refusals;
+
 /// The label the Job controller puts on its pods.
 pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 
@@ -35,6 +37,8 @@ pub struct Cache {
     pods: Vec<Store<Pod>>,
     /// Per scope, where to send the deletions that drop a finished Workflow's Jobs and pods.
     forget: Vec<(Forget<Job>, Forget<Pod>)>,
+    /// Per scope, the Job controller's FailedCreate Events (see [`refusals`]).
+    refusals: Vec<Store<k8s_openapi::api::core::v1::Event>>,
 }
 
 type Forget<K> = UnboundedSender<Result<watcher::Event<K>, watcher::Error>>;

@@ -80,8 +80,9 @@ pub async fn run(
 }
 
 /// The controller of one scope. Owned Jobs drive progress, through the cache the reconciles read;
-/// their pods wake a Workflow when no node can take them. ConfigMaps are not watched: nothing in
-/// them changes what the controller does next.
+/// their pods wake a Workflow when no node can take them, and the Job controller's FailedCreate
+/// Events when admission refuses its pod. ConfigMaps are not watched: nothing in them changes
+/// what the controller does next.
 fn controller_for(
     client: &Client,
     scope: Option<&str>,
@@ -104,6 +105,7 @@ fn controller_for(
     let pods: Api<Pod> = api(client, scope);
     let (store, writer) = reflector::store();
     let (job_events, pod_events, workflow_of) = cache.watch((jobs, pods), &owned, store.clone());
+    let (refusals, refused_workflow) = cache.watch_refusals(api(client, scope));
     // A Workflow seen finished drops its Jobs and pods from the caches.
     let forget = cache.clone();
     let workflows = watcher(api::<Workflow>(client, scope), watcher::Config::default())
@@ -119,6 +121,7 @@ fn controller_for(
     Controller::for_stream(workflows, store)
         .owns_stream(job_events)
         .watches_stream(pod_events, workflow_of)
+        .watches_stream(refusals, refused_workflow)
         .graceful_shutdown_on(shutdown.clone())
 }
 

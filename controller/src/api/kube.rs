@@ -81,6 +81,9 @@ impl Cluster for KubeCluster {
     }
 
     async fn failed_creates(&self, namespace: &str, job: &str) -> Result<Vec<CoreEvent>, Error> {
+        if let Some(events) = self.cache.failed_creates(namespace, job) {
+            return Ok(events);
+        }
         let events: Api<CoreEvent> = self.api(namespace);
         let fields =
             format!("involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate");

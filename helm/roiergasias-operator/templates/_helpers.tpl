@@ -127,8 +127,9 @@ a repeated one). Nothing on secrets; no pods made.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# The Job controller's FailedCreate Events: a pod that admission refuses fails its Workflow.
+# The Job controller's FailedCreate Events (watched): a pod that admission refuses fails its
+# Workflow.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 {{- end }}
