@@ -61,7 +61,7 @@ fn expected_workflow_permissions() -> BTreeMap<(String, String), BTreeSet<String
         ),
         ("", "pods", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
-        ("", "events", &["list"]),
+        ("", "events", &["list", "watch"]),
     ];
     rows.iter()
         .map(|(g, r, v)| {
