@@ -114,13 +114,20 @@ fn panel(area: &Area, (title, unit): (&str, &str), lines: &[Line]) -> anyhow::Re
     let y_max = points.clone().map(|p| p.1).fold(1.0, f64::max) * 1.3;
     // Latencies span from milliseconds to minutes: log scales, from at most 10 so that a decade
     // is labelled; each point also carries its value.
-    let y_min = points.map(|p| p.1).fold(10.0, f64::min).max(0.1) / 1.5;
+    let y_min = points.clone().map(|p| p.1).fold(10.0, f64::min).max(0.1) / 1.5;
+    // The x axis is labelled at the batch sizes run, not at every 1000 (they crowd together).
+    let mut batches: Vec<f64> = points.map(|p| p.0).collect();
+    batches.sort_by(f64::total_cmp);
+    batches.dedup();
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
+        .build_cartesian_2d(
+            (x_min..x_max).log_scale().with_key_points(batches),
+            (y_min..y_max).log_scale(),
+        )
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -154,7 +161,7 @@ fn panel(area: &Area, (title, unit): (&str, &str), lines: &[Line]) -> anyhow::Re
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
