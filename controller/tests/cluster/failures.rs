@@ -240,6 +240,14 @@ async fn an_api_error_is_shown_in_status_and_retried_until_it_clears() {
     }))
     .unwrap();
     quotas.create(&PostParams::default(), &quota).await.unwrap();
+    // Admission enforces a quota only once the quota controller has filled in its status: on a
+    // busy cluster that can come after the operator's first create.
+    let enforced = |q: Option<&ResourceQuota>| {
+        q.and_then(|q| q.status.as_ref()?.hard.as_ref())
+            .is_some_and(|hard| hard.contains_key("count/configmaps"))
+    };
+    roiergasias_testkit::wait::wait_for(&quotas, "no-configmaps", "the quota enforced", enforced)
+        .await;
     let _operator = Operator::start(OPERATOR, &ns.name);
     let api: Api<Workflow> = ns.api();
     api.create(&PostParams::default(), &workflow("quota", SINGLE, None))
