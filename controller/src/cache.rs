@@ -239,11 +239,14 @@ fn stub<K: Resource + Default>(object: &K) -> K {
 
 /// The Workflow that controls the Job that controls `pod`.
 fn workflow_of(pod: &Pod, jobs: &Store<Job>) -> Option<ObjectRef<Workflow>> {
-    let namespace = pod.namespace()?;
-    let job = controller_named(pod, "Job")?;
-    let job = jobs.get(&ObjectRef::new(&job).within(&namespace))?;
+    workflow_of_job(&pod.namespace()?, &controller_named(pod, "Job")?, jobs)
+}
+
+/// The Workflow that controls Job `job` of `namespace`, if the Job is cached.
+fn workflow_of_job(namespace: &str, job: &str, jobs: &Store<Job>) -> Option<ObjectRef<Workflow>> {
+    let job = jobs.get(&ObjectRef::new(job).within(namespace))?;
     let workflow = controller_named(job.as_ref(), "Workflow")?;
-    Some(ObjectRef::new(&workflow).within(&namespace))
+    Some(ObjectRef::new(&workflow).within(namespace))
 }
 
 fn controller_named<K: Resource>(object: &K, kind: &str) -> Option<String> {

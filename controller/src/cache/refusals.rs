@@ -4,15 +4,16 @@
 //! second, each 0.5 s of API server time, which starved the Job controller). From the watch a
 //! check costs nothing, and a refusal wakes its Workflow at once.
 
+use futures::Stream;
 use futures::future::FutureExt;
-use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use roiergasias_crd::Workflow;
 
-use super::{Cache, controller_named};
+use super::{Cache, workflow_of_job};
 
 /// The Events watched: only the Job controller's FailedCreate ones, of any Job in the scope.
 pub(crate) const FIELDS: &str = "involvedObject.kind=Job,reason=FailedCreate";
@@ -35,8 +36,7 @@ impl Cache {
             .default_backoff()
             .modify(slim_event)
             .reflect(writer)
-            .applied_objects()
-            .boxed();
+            .applied_objects();
         let jobs = self.jobs.last().cloned();
         let workflow_of =
             move |event: CoreEvent| workflow_of(&event.involved_object, jobs.as_ref());
@@ -60,14 +60,9 @@ impl Cache {
 }
 
 /// The Workflow that controls the Job an Event is about, if the Job is cached.
-fn workflow_of(
-    job: &ObjectReference,
-    jobs: Option<&Store<k8s_openapi::api::batch::v1::Job>>,
-) -> Option<ObjectRef<Workflow>> {
+fn workflow_of(job: &ObjectReference, jobs: Option<&Store<Job>>) -> Option<ObjectRef<Workflow>> {
     let (namespace, name) = (job.namespace.as_deref()?, job.name.as_deref()?);
-    let job = jobs?.get(&ObjectRef::new(name).within(namespace))?;
-    let workflow = controller_named(job.as_ref(), "Workflow")?;
-    Some(ObjectRef::new(&workflow).within(namespace))
+    workflow_of_job(namespace, name, jobs?)
 }
 
 /// What a refusal check reads: the Job it is about, the message and when it was last seen.
@@ -90,7 +85,6 @@ fn slim_event(event: &mut CoreEvent) {
 mod tests {
     use super::*;
     use crate::observe::refusal;
-    use k8s_openapi::api::batch::v1::Job;
     use kube::runtime::watcher::Event;
 
     fn failed_create(namespace: &str, job: &str, uid: &str, message: &str) -> CoreEvent {
